@@ -1,0 +1,15 @@
+"""DAP: Detection-Aware Pre-training with Weak Supervision, on OpenMMLab.
+
+Importing this package registers every DAP module with the mmdet / mmpretrain
+registries (configs use ``custom_imports=dict(imports=['projects.dap.dap'])``)
+and allow-lists the globals mmengine checkpoints need for ``torch.load`` with
+``weights_only=True``.
+"""
+from .utils import (load_checkpoint_safely, register_safe_globals,
+                    safe_checkpoint_globals)
+
+register_safe_globals()
+
+__all__ = [
+    'load_checkpoint_safely', 'register_safe_globals', 'safe_checkpoint_globals'
+]
