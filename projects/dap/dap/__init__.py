@@ -5,11 +5,16 @@ registries (configs use ``custom_imports=dict(imports=['projects.dap.dap'])``)
 and allow-lists the globals mmengine checkpoints need for ``torch.load`` with
 ``weights_only=True``.
 """
+from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
+                       image_list_fingerprint, merge_shards, write_box_file,
+                       write_box_file_arrays)
 from .utils import (load_checkpoint_safely, register_safe_globals,
                     safe_checkpoint_globals)
 
 register_safe_globals()
 
 __all__ = [
+    'BoxFileError', 'PseudoBoxFile', 'ShardWriter', 'image_list_fingerprint',
+    'merge_shards', 'write_box_file', 'write_box_file_arrays',
     'load_checkpoint_safely', 'register_safe_globals', 'safe_checkpoint_globals'
 ]

@@ -1,0 +1,496 @@
+"""The pseudo-box file: round trip, mmap, corrupt files, shards and merge."""
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from projects.dap.dap.box_file import (FORMAT_NAME, FORMAT_VERSION,
+                                       BoxFileError, PseudoBoxFile,
+                                       ShardWriter, file_sha256,
+                                       image_list_fingerprint, merge_shards,
+                                       write_box_file, write_box_file_arrays)
+
+NUM_CLASSES = 3
+GEN_CONFIG = {'scales': [288, 576], 'thresholds': [0.2, 0.3, 0.4, 0.5]}
+
+
+def make_images(n=7, seed=0):
+    """Per-image results with 0..3 boxes; image 4 failed."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        key = f'n0{i % 3}/img_{i}_ü.JPEG'
+        size = (int(rng.integers(50, 300)), int(rng.integers(50, 300)))
+        if i == 4:
+            images.append(dict(index=i, key=key, size=(0, 0), label=-1,
+                               failed='cannot identify image file'))
+            continue
+        k = i % 4
+        xy = rng.uniform(0, 40, (k, 2))
+        wh = rng.uniform(1, 40, (k, 2))
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        images.append(dict(
+            index=i, key=key, size=size, label=i % NUM_CLASSES, boxes=boxes,
+            scores=rng.uniform(0, 1, k).astype(np.float32),
+            thresholds=np.array([0.2, 0.3, 0.4, 0.5][:k], np.float32)))
+    return images
+
+
+def empty(shape):
+    return np.zeros(shape, np.float32)
+
+
+def write_direct(path, images, **kwargs):
+    keys = [im['key'] for im in images]
+    labels = [im['label'] for im in images]
+    meta = dict(num_classes=NUM_CLASSES, generation_config=GEN_CONFIG,
+                checkpoint_sha256=None,
+                image_list_fingerprint=image_list_fingerprint(keys, labels))
+    write_box_file(
+        path, keys, [im['size'] for im in images], labels,
+        [im.get('boxes', empty((0, 4))) for im in images],
+        [im.get('scores', empty(0)) for im in images],
+        [im.get('thresholds', empty(0)) for im in images],
+        [1 if 'failed' in im else 0 for im in images], meta,
+        failed=[(im['index'], im['key'], im['failed']) for im in images
+                if 'failed' in im], **kwargs)
+    return meta
+
+
+def run_meta(images):
+    keys = [im['key'] for im in images]
+    labels = [im['label'] for im in images]
+    return dict(num_images=len(images), num_classes=NUM_CLASSES,
+                generation_config=GEN_CONFIG, checkpoint_sha256=None,
+                image_list_fingerprint=image_list_fingerprint(keys, labels))
+
+
+def feed(writer, im):
+    if 'failed' in im:
+        writer.add_failed(im['index'], im['key'], im['failed'])
+    else:
+        writer.add(im['index'], im['key'], im['size'], im['label'],
+                   im['boxes'], im['scores'], im['thresholds'])
+
+
+def dir_bytes(path):
+    path = Path(path)
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+# --------------------------------------------------------------------------
+# fingerprints
+
+
+def test_fingerprint_matches_hand_computed_definition():
+    expected = hashlib.sha256(
+        b'dap-image-list/1 n=2 labels=0\na/x.JPEG\nb/\xc3\xbc.JPEG\n'
+    ).hexdigest()
+    assert image_list_fingerprint(['a/x.JPEG', 'b/ü.JPEG']) == expected
+    with_labels = hashlib.sha256(
+        b'dap-image-list/1 n=2 labels=1\na/x.JPEG\nb/\xc3\xbc.JPEG\n' +
+        np.array([3, 0], '<i8').tobytes()).hexdigest()
+    assert image_list_fingerprint(['a/x.JPEG', 'b/ü.JPEG'],
+                                  [3, 0]) == with_labels
+    # numpy S / U arrays give the same value as a list of str
+    as_bytes = np.array(['a/x.JPEG'.encode(), 'b/ü.JPEG'.encode()])
+    assert image_list_fingerprint(as_bytes) == expected
+    assert image_list_fingerprint(np.array(['a/x.JPEG', 'b/ü.JPEG'])) == \
+        expected
+    # order, labels and the label/no-label variant all change it
+    assert image_list_fingerprint(['b/ü.JPEG', 'a/x.JPEG']) != expected
+    assert image_list_fingerprint(['a/x.JPEG', 'b/ü.JPEG'],
+                                  [3, 1]) != with_labels
+    # a key with a newline would make two lists hash alike: refused
+    with pytest.raises(BoxFileError, match='newline'):
+        image_list_fingerprint(['a\nb'])
+
+
+def test_file_sha256(tmp_path):
+    path = tmp_path / 'x.bin'
+    path.write_bytes(b'abc' * 1000)
+    assert file_sha256(path) == hashlib.sha256(b'abc' * 1000).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# write / open
+
+
+def test_round_trip_is_exact_and_memory_mapped(tmp_path):
+    images = make_images()
+    meta = write_direct(tmp_path / 'b.dapbox', images)
+    bf = PseudoBoxFile.open(tmp_path / 'b.dapbox')
+    assert bf.num_images == 7 and len(bf) == 7
+    assert bf.num_boxes == sum(len(im.get('boxes', ())) for im in images)
+    assert bf.num_classes == NUM_CLASSES and bf.classes is None
+    assert bf.meta['format'] == FORMAT_NAME
+    assert bf.meta['version'] == FORMAT_VERSION
+    assert bf.generation_config == GEN_CONFIG
+    assert bf.fingerprint == meta['image_list_fingerprint']
+    for name in ('keys', 'sizes', 'labels', 'offsets', 'status', 'boxes',
+                 'scores', 'thresholds'):
+        assert isinstance(getattr(bf, name), np.memmap), name
+    assert bf.keys.dtype.kind == 'S' and bf.sizes.dtype == np.int32
+    assert bf.labels.dtype == np.int64 and bf.offsets.dtype == np.int64
+    assert bf.status.dtype == np.uint8 and bf.boxes.dtype == np.float32
+    for im in images:
+        i = im['index']
+        assert bf.key(i) == im['key']
+        assert tuple(bf.sizes[i]) == im['size']
+        assert bf.labels[i] == im['label']
+        boxes, scores, thresholds = bf.boxes_of(i)
+        assert not isinstance(boxes, np.memmap)
+        assert bf.is_failed(i) == ('failed' in im)
+        if 'failed' in im:
+            assert boxes.shape == (0, 4)
+        else:
+            np.testing.assert_array_equal(boxes, im['boxes'])
+            np.testing.assert_array_equal(scores, im['scores'])
+            np.testing.assert_array_equal(thresholds, im['thresholds'])
+    assert bf.failed == [(4, images[4]['key'], 'cannot identify image file')]
+    # image i has i % 4 boxes (image 4 failed: 0): offsets by hand
+    np.testing.assert_array_equal(bf.offsets, [0, 0, 1, 3, 6, 6, 7, 9])
+    bf.verify()
+    meta_text = (tmp_path / 'b.dapbox' / 'meta.json').read_text()
+    assert json.dumps(json.loads(meta_text), sort_keys=True,
+                      indent=2, ensure_ascii=False) + '\n' == meta_text
+
+
+def test_arrays_writer_equals_per_image_writer(tmp_path):
+    images = make_images()
+    write_direct(tmp_path / 'a.dapbox', images)
+    bf = PseudoBoxFile.open(tmp_path / 'a.dapbox')
+    write_box_file_arrays(
+        tmp_path / 'b.dapbox', bf.keys, bf.sizes, bf.labels, bf.offsets,
+        bf.boxes, bf.scores, bf.thresholds, bf.status,
+        dict(num_classes=NUM_CLASSES, generation_config=GEN_CONFIG),
+        failed={4: 'cannot identify image file'})
+    assert dir_bytes(tmp_path / 'a.dapbox') == dir_bytes(tmp_path / 'b.dapbox')
+
+
+def test_check_matches(tmp_path):
+    images = make_images()
+    write_direct(tmp_path / 'b.dapbox', images)
+    bf = PseudoBoxFile.open(tmp_path / 'b.dapbox')
+    keys = [im['key'] for im in images]
+    labels = [im['label'] for im in images]
+    bf.check_matches(image_list_fingerprint(keys, labels), 7, NUM_CLASSES)
+    bf.check_matches(image_list_fingerprint(keys))  # keys-only variant
+    with pytest.raises(BoxFileError, match='fingerprint'):
+        bf.check_matches(image_list_fingerprint(keys[::-1]))
+    with pytest.raises(BoxFileError, match='7 images, the dataset 8'):
+        bf.check_matches(num_images=8)
+    with pytest.raises(BoxFileError, match='3 classes, the model/dataset 5'):
+        bf.check_matches(num_classes=5)
+
+
+def test_pickle_sends_only_the_path(tmp_path):
+    write_direct(tmp_path / 'b.dapbox', make_images())
+    bf = PseudoBoxFile.open(tmp_path / 'b.dapbox')
+    blob = pickle.dumps(bf)
+    assert len(blob) < 300
+    again = pickle.loads(blob)
+    assert isinstance(again.boxes, np.memmap)
+    np.testing.assert_array_equal(again.boxes, bf.boxes)
+
+
+def test_write_is_atomic_and_does_not_clobber(tmp_path):
+    images = make_images()
+    write_direct(tmp_path / 'b.dapbox', images)
+    before = dir_bytes(tmp_path / 'b.dapbox')
+    with pytest.raises(BoxFileError, match='already exists'):
+        write_direct(tmp_path / 'b.dapbox', images)
+    # a write that fails validation leaves the old file and no temp dirs
+    images[0]['label'] = 99
+    with pytest.raises(BoxFileError, match='label 99'):
+        write_direct(tmp_path / 'b.dapbox', images, overwrite=True)
+    assert dir_bytes(tmp_path / 'b.dapbox') == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['b.dapbox']
+    images[0]['label'] = 1
+    write_direct(tmp_path / 'b.dapbox', images, overwrite=True)
+    assert PseudoBoxFile.open(tmp_path / 'b.dapbox').labels[0] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['b.dapbox']
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda ims: ims[1].update(boxes=np.array([[5, 0, 1, 1]], np.float32)),
+     'x2 >= x1'),
+    (lambda ims: ims[1].update(scores=np.array([np.nan], np.float32)),
+     'scores finite'),
+    (lambda ims: ims[1].update(size=(0, 10)), 'positive sizes'),
+    (lambda ims: ims[2].update(key='a\nb'), 'newline'),
+    (lambda ims: ims[2].update(
+        thresholds=np.zeros(3, np.float32)), '2 boxes, 2 scores and 3'),
+])
+def test_write_rejects_bad_values(tmp_path, change, message):
+    images = make_images()
+    change(images)
+    with pytest.raises(BoxFileError, match=message):
+        write_direct(tmp_path / 'b.dapbox', images)
+    assert not (tmp_path / 'b.dapbox').exists()
+
+
+def test_write_rejects_inconsistent_meta_and_failures(tmp_path):
+    images = make_images()
+    args = ([im['key'] for im in images], [(5, 5)] * 7, [0] * 7,
+            [0] * 8, empty((0, 4)), empty(0), empty(0), None)
+    with pytest.raises(BoxFileError, match='num_classes'):
+        write_box_file_arrays(tmp_path / 'a', *args, meta={})
+    with pytest.raises(BoxFileError, match='another image list'):
+        write_box_file_arrays(
+            tmp_path / 'a', *args,
+            meta=dict(num_classes=2, image_list_fingerprint='0' * 64))
+    with pytest.raises(BoxFileError, match='checkpoint_sha256'):
+        write_box_file_arrays(tmp_path / 'a', *args,
+                              meta=dict(num_classes=2,
+                                        checkpoint_sha256='abc'))
+    with pytest.raises(BoxFileError, match='failed list and status'):
+        write_box_file_arrays(tmp_path / 'a', *args,
+                              meta=dict(num_classes=2), failed={3: 'x'})
+
+
+# --------------------------------------------------------------------------
+# corrupt files
+
+
+def _corrupt_missing(path):
+    (path / 'scores.npy').unlink()
+
+
+def _corrupt_version(path):
+    meta = json.loads((path / 'meta.json').read_text())
+    meta['version'] = 2
+    (path / 'meta.json').write_text(json.dumps(meta))
+
+
+def _corrupt_offsets(path):
+    offsets = np.load(path / 'box_offsets.npy')
+    offsets[2], offsets[3] = offsets[3], offsets[2]  # 1, 3 -> 3, 1
+    np.save(path / 'box_offsets.npy', offsets)
+
+
+def _corrupt_pickled(path):
+    np.save(path / 'scores.npy', np.array([None] * 9, dtype=object),
+            allow_pickle=True)
+
+
+def _corrupt_dtype(path):
+    np.save(path / 'image_labels.npy',
+            np.load(path / 'image_labels.npy').astype(np.float64))
+
+
+def _corrupt_length(path):
+    np.save(path / 'image_sizes.npy', np.ones((6, 2), np.int32))
+
+
+def _corrupt_truncated(path):
+    data = (path / 'boxes.npy').read_bytes()
+    (path / 'boxes.npy').write_bytes(data[:-8])
+
+
+def _corrupt_format(path):
+    (path / 'meta.json').write_text('{"format": "coco"}')
+
+
+def _corrupt_json(path):
+    (path / 'meta.json').write_text('{"format": ')
+
+
+def _corrupt_status(path):
+    status = np.load(path / 'image_status.npy')
+    status[0] = 1
+    np.save(path / 'image_status.npy', status)
+
+
+@pytest.mark.parametrize('corrupt, message', [
+    (_corrupt_missing, 'missing member.*scores.npy'),
+    (_corrupt_version, 'version 2; this code reads version 1.*newer'),
+    (_corrupt_offsets, r'not monotone: offsets\[2\]=3 > offsets\[3\]=1'),
+    (_corrupt_pickled, 'Python objects.*pickle'),
+    (_corrupt_dtype, 'image_labels.npy has dtype float64, expected int64'),
+    (_corrupt_length, r'shape \(6, 2\), expected \(7, 2\)'),
+    (_corrupt_truncated, 'truncated'),
+    (_corrupt_format, "format is 'coco'"),
+    (_corrupt_json, 'not valid JSON'),
+    (_corrupt_status, '2 images have status failed but failed_indices.npy '
+     'lists 1'),
+])
+def test_open_refuses_corrupt_files(tmp_path, corrupt, message):
+    path = tmp_path / 'b.dapbox'
+    write_direct(path, make_images())
+    corrupt(path)
+    with pytest.raises(BoxFileError, match=message):
+        PseudoBoxFile.open(path)
+
+
+def test_open_refuses_non_directories(tmp_path):
+    with pytest.raises(BoxFileError, match='does not exist'):
+        PseudoBoxFile.open(tmp_path / 'nothing.dapbox')
+    (tmp_path / 'file.npz').write_bytes(b'PK')
+    with pytest.raises(BoxFileError, match='is not a directory'):
+        PseudoBoxFile.open(tmp_path / 'file.npz')
+
+
+def test_verify_detects_modified_arrays(tmp_path):
+    path = tmp_path / 'b.dapbox'
+    write_direct(path, make_images())
+    labels = np.load(path / 'image_labels.npy')
+    labels[0] = 2
+    np.save(path / 'image_labels.npy', labels)
+    bf = PseudoBoxFile.open(path)  # cheap checks pass ...
+    with pytest.raises(BoxFileError, match='fingerprints'):
+        bf.verify()  # ... the full scan does not
+
+
+# --------------------------------------------------------------------------
+# shards
+
+
+def test_two_ranks_merge_equals_direct_write(tmp_path):
+    images = make_images()
+    write_direct(tmp_path / 'direct.dapbox', images)
+    meta = run_meta(images)
+    writers = [ShardWriter(tmp_path / 'shards', r, meta, flush_every=2)
+               for r in range(2)]
+    for im in reversed(images):  # arrival order must not matter
+        feed(writers[im['index'] % 2], im)
+    for w in writers:
+        w.close()
+    names = sorted(p.name for p in (tmp_path / 'shards').iterdir())
+    assert names == ['run.json', 'shard-r00000-000000.npz',
+                     'shard-r00000-000001.npz', 'shard-r00001-000000.npz',
+                     'shard-r00001-000001.npz']
+    merged = merge_shards(tmp_path / 'shards', tmp_path / 'merged.dapbox',
+                          7, keys=[im['key'] for im in images])
+    assert merged.num_images == 7
+    assert dir_bytes(tmp_path / 'merged.dapbox') == \
+        dir_bytes(tmp_path / 'direct.dapbox')
+
+
+def test_killed_writer_resumes_to_a_byte_identical_file(tmp_path):
+    images = make_images()
+    meta = run_meta(images)
+    with ShardWriter(tmp_path / 'clean', 0, meta, flush_every=3) as w:
+        for im in images:
+            feed(w, im)
+    merge_shards(tmp_path / 'clean', tmp_path / 'clean.dapbox', 7)
+
+    # first run, two ranks: rank 0 is killed with 1 image buffered, and
+    # its half-written temp shard is left behind
+    work = tmp_path / 'work'
+    killed = ShardWriter(work, 0, meta, flush_every=2)
+    for im in images[:3]:
+        feed(killed, im)
+    del killed
+    (work / '.shard-r00000-000001.npz.tmp-4242').write_bytes(b'PK\x03partial')
+    with ShardWriter(work, 1, meta, flush_every=2) as w:
+        feed(w, images[5])
+    # rerun with ONE rank: it skips what any rank finished
+    resumed = ShardWriter(work, 0, meta, flush_every=2)
+    done = resumed.done_indices()
+    np.testing.assert_array_equal(done, [0, 1, 5])
+    for im in images:
+        if im['index'] not in done:
+            feed(resumed, im)
+    resumed.close()
+    merge_shards(work, tmp_path / 'resumed.dapbox', 7)
+    assert dir_bytes(tmp_path / 'resumed.dapbox') == \
+        dir_bytes(tmp_path / 'clean.dapbox')
+
+
+def test_identical_duplicates_are_merged_once(tmp_path):
+    images = make_images()
+    meta = run_meta(images)
+    with ShardWriter(tmp_path / 's', 0, meta) as w:
+        for im in images:
+            feed(w, im)
+    with ShardWriter(tmp_path / 's', 1, meta) as w:  # overlapping run
+        for im in images[2:5]:
+            feed(w, im)
+    merge_shards(tmp_path / 's', tmp_path / 'm.dapbox', 7)
+    write_direct(tmp_path / 'd.dapbox', images)
+    assert dir_bytes(tmp_path / 'm.dapbox') == dir_bytes(tmp_path / 'd.dapbox')
+
+
+def test_conflicting_duplicates_are_an_error(tmp_path):
+    images = make_images()
+    meta = run_meta(images)
+    with ShardWriter(tmp_path / 's', 0, meta) as w:
+        for im in images:
+            feed(w, im)
+    images[3]['boxes'] = images[3]['boxes'] + 1
+    with ShardWriter(tmp_path / 's', 1, meta) as w:
+        feed(w, images[2])  # identical: fine
+        feed(w, images[3])  # different boxes: conflict
+    with pytest.raises(BoxFileError, match='1 images have conflicting.*'
+                       'index 3 in shard-r00001-000000.npz and '
+                       'shard-r00000-000000.npz'):
+        merge_shards(tmp_path / 's', tmp_path / 'm.dapbox', 7)
+    assert not (tmp_path / 'm.dapbox').exists()
+
+
+def test_different_run_meta_is_refused_and_same_resumes(tmp_path):
+    images = make_images()
+    meta = run_meta(images)
+    ShardWriter(tmp_path / 's', 0, meta).close()
+    ShardWriter(tmp_path / 's', 3, dict(meta))  # same meta: resume
+    other = dict(meta, generation_config=dict(GEN_CONFIG, scales=[224]))
+    with pytest.raises(BoxFileError) as info:
+        ShardWriter(tmp_path / 's', 0, other)
+    text = str(info.value)
+    assert 'generation_config: existing' in text and '[224]' in text
+    assert 'new work dir' in text and 'delete' in text
+    with pytest.raises(BoxFileError, match='image_list_fingerprint'):
+        ShardWriter(tmp_path / 's', 1,
+                    dict(meta, image_list_fingerprint='f' * 64))
+
+
+def test_missing_indices_are_reported(tmp_path):
+    images = make_images()
+    with ShardWriter(tmp_path / 's', 0, run_meta(images)) as w:
+        for im in images:
+            if im['index'] not in (1, 6):
+                feed(w, im)
+    with pytest.raises(BoxFileError,
+                       match=r'2 of 7 images have no result.*1 \(n01/img_1'):
+        merge_shards(tmp_path / 's', tmp_path / 'm.dapbox', 7,
+                     keys=[im['key'] for im in images])
+
+
+def test_merge_checks_keys_range_and_damaged_shards(tmp_path):
+    images = make_images()
+    meta = run_meta(images)
+    with ShardWriter(tmp_path / 's', 0, meta, flush_every=4) as w:
+        for im in images:
+            feed(w, im)
+    keys = [im['key'] for im in images]
+    with pytest.raises(BoxFileError, match='2 shard keys differ.*index 0'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 7,
+                     keys=keys[1:2] + keys[:1] + keys[2:])
+    with pytest.raises(BoxFileError, match='made for 7 images'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 8)
+    with pytest.raises(BoxFileError, match='differs from the value'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 7,
+                     meta=dict(generation_config={'scales': [1]}))
+    shard = tmp_path / 's' / 'shard-r00000-000001.npz'
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(BoxFileError, match='unreadable.*delete it'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 7)
+
+
+def test_writer_validates_its_input(tmp_path):
+    w = ShardWriter(tmp_path / 's', 0, dict(num_images=3, num_classes=2))
+    with pytest.raises(BoxFileError, match='outside'):
+        w.add(3, 'k', (5, 5), 0, empty((0, 4)), empty(0), empty(0))
+    with pytest.raises(BoxFileError, match='label 2 out of range'):
+        w.add(0, 'k', (5, 5), 2, empty((0, 4)), empty(0), empty(0))
+    with pytest.raises(BoxFileError, match=r'expected \(k, 4\)'):
+        w.add(0, 'k', (5, 5), 0, np.zeros((2, 4)), np.zeros(2), np.zeros(1))
+    w.close()
+    with pytest.raises(BoxFileError, match='closed'):
+        w.add_failed(0, 'k', 'x')
+    assert not [p for p in os.listdir(tmp_path / 's') if 'shard' in p]
