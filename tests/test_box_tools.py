@@ -191,3 +191,99 @@ def test_import_detects_a_mismatched_image_list(tmp_path, original):
                      original['image_list'], '--out', out,
                      '--trust-pickle'], check=False)
     assert proc.returncode == 1 and 'image sizes are needed' in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# torchvision ResNet -> mmpretrain
+
+
+CONVERT = osp.join(REPO, 'tools', 'model_converters',
+                   'torchvision_resnet_to_mmpretrain.py')
+
+
+def torchvision_resnet50_state_dict(num_classes=1000, seed=0,
+                                    num_batches_tracked=True):
+    """torchvision's ResNet-50 key names and shapes, written out by hand."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+
+    def bn(name, c):
+        for p in ('weight', 'bias', 'running_mean'):
+            sd[f'{name}.{p}'] = torch.randn(c, generator=gen)
+        sd[f'{name}.running_var'] = torch.rand(c, generator=gen) + 0.5
+        if num_batches_tracked:
+            sd[f'{name}.num_batches_tracked'] = torch.tensor(7)
+
+    def conv(name, cout, cin, k):
+        sd[f'{name}.weight'] = torch.randn(cout, cin, k, k, generator=gen)
+
+    conv('conv1', 64, 3, 7)
+    bn('bn1', 64)
+    cin = 64
+    for stage, blocks in enumerate((3, 4, 6, 3)):
+        planes = 64 * 2**stage
+        for b in range(blocks):
+            pre = f'layer{stage + 1}.{b}'
+            conv(f'{pre}.conv1', planes, cin, 1)
+            bn(f'{pre}.bn1', planes)
+            conv(f'{pre}.conv2', planes, planes, 3)
+            bn(f'{pre}.bn2', planes)
+            conv(f'{pre}.conv3', planes * 4, planes, 1)
+            bn(f'{pre}.bn3', planes * 4)
+            if b == 0:
+                conv(f'{pre}.downsample.0', planes * 4, cin, 1)
+                bn(f'{pre}.downsample.1', planes * 4)
+            cin = planes * 4
+    sd['fc.weight'] = torch.randn(num_classes, 2048, generator=gen)
+    sd['fc.bias'] = torch.randn(num_classes, generator=gen)
+    return sd
+
+
+def test_convert_maps_keys_and_checks_input():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tv2mmpre', CONVERT)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    sd = torchvision_resnet50_state_dict(10, num_batches_tracked=False)
+    wrapped = {'model': {'module.' + k: v for k, v in sd.items()}}
+    out, info = tool.convert(tool.unwrap(wrapped))
+    assert info['depth'] == 50 and info['num_classes'] == 10
+    assert info['added_num_batches_tracked'] == 53  # 1 stem + 48 + 4 down
+    assert out['backbone.layer4.0.downsample.1.running_var'] is \
+        sd['layer4.0.downsample.1.running_var']
+    assert out['head.fc.weight'] is sd['fc.weight']
+    assert int(out['backbone.layer1.0.bn1.num_batches_tracked']) == 0
+    with pytest.raises(ValueError, match='10 classes, --num-classes says 9'):
+        tool.convert(sd, num_classes=9)
+    with pytest.raises(ValueError, match=r"not part of a torchvision ResNet.*"
+                       r"layer1.0.se.weight"):
+        tool.convert(dict(sd, **{'layer1.0.se.weight': sd['fc.bias']}))
+    del sd['layer3.5.conv1.weight'], sd['layer3.5.bn1.weight']
+    for k in [k for k in sd if k.startswith('layer3.5.')]:
+        del sd[k]
+    with pytest.raises(ValueError, match=r'\(3, 4, 5, 3\)'):
+        tool.convert(sd)
+
+
+def test_converted_resnet50_loads_strictly_into_mmpretrain(tmp_path):
+    import torch
+    ImageClassifier = pytest.importorskip('mmpretrain.models').ImageClassifier
+    sd = torchvision_resnet50_state_dict(1000)
+    torch.save(sd, tmp_path / 'tv.pth')
+    proc = run_tool([CONVERT, tmp_path / 'tv.pth', tmp_path / 'mm.pth',
+                     '--num-classes', '1000'])
+    assert 'ResNet-50 with 1000 classes' in proc.stdout
+    ckpt = torch.load(tmp_path / 'mm.pth', weights_only=True)
+    assert ckpt['meta']['depth'] == 50
+    model = ImageClassifier(
+        backbone=dict(type='ResNet', depth=50),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048))
+    result = model.load_state_dict(ckpt['state_dict'], strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    state = model.state_dict()
+    assert len(state) == len(sd)
+    for key, value in sd.items():
+        target = ('head.' if key.startswith('fc.') else 'backbone.') + key
+        assert torch.equal(state[target], value), key
