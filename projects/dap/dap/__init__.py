@@ -8,6 +8,10 @@ and allow-lists the globals mmengine checkpoints need for ``torch.load`` with
 from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                        image_list_fingerprint, merge_shards, write_box_file,
                        write_box_file_arrays)
+from .datasets import (ImageNetPseudoBoxDataset, LoadImageRandomChoiceResize,
+                       decode_resized)
+from .transfer import (DetectorTransferRunner, TransferReport,
+                       apply_fewshot_schedule, transfer_state_dict)
 from .utils import (load_checkpoint_safely, register_safe_globals,
                     safe_checkpoint_globals)
 
@@ -16,5 +20,9 @@ register_safe_globals()
 __all__ = [
     'BoxFileError', 'PseudoBoxFile', 'ShardWriter', 'image_list_fingerprint',
     'merge_shards', 'write_box_file', 'write_box_file_arrays',
-    'load_checkpoint_safely', 'register_safe_globals', 'safe_checkpoint_globals'
+    'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
+    'decode_resized', 'load_checkpoint_safely', 'register_safe_globals',
+    'safe_checkpoint_globals',
+    'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
+    'transfer_state_dict'
 ]
