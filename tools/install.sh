@@ -13,6 +13,7 @@ VENV=${DAP_VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DAP_TORCH_SPEC:-torch==2.13.0}
 MMCV_SPEC=mmcv==2.1.0
+TORCHVISION_SPEC=${DAP_TORCHVISION_SPEC:-torchvision==0.16.2}
 
 step() { printf '\n==> [install] %s\n' "$*"; }
 
@@ -35,7 +36,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
-PIP="python -m pip"
+# pip warns about every package missing from this machine's local mirrors: keep the log readable
+pip_quiet() { python -m pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+PIP=pip_quiet
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # 3. torch.
@@ -44,6 +47,18 @@ if [ "${DAP_KEEP_TORCH:-0}" = 1 ] && python -c 'import torch' 2>/dev/null; then
 else
     step "installing $TORCH_SPEC"
     $PIP install -q "$TORCH_SPEC"
+fi
+
+# torchvision: mmpretrain imports its Python modules (transforms, box utils). PyPI has no CPU build of a
+# torchvision matching torch 2.13 for x86_64 (its wheels link CUDA torch libraries), and the newer ones refuse
+# to import when their compiled ops cannot load. torchvision 0.16.2 imports cleanly without its ops, which
+# neither mmpretrain nor DAP needs (nms/RoIAlign come from mmcv), so it is installed without its torch pin.
+# With your own torch (DAP_KEEP_TORCH=1) install the matching torchvision first; it is kept if it imports.
+if python -c 'import torchvision' 2>/dev/null; then
+    step "keeping torchvision $(python -c 'import torchvision; print(torchvision.__version__)')"
+else
+    step "installing torchvision ${TORCHVISION_SPEC} (Python modules only; its compiled ops are not used)"
+    $PIP install -q --no-deps "$TORCHVISION_SPEC" requests
 fi
 
 # 4. Build requirements for mmcv's ops, then mmcv itself from its source distribution.
@@ -67,6 +82,7 @@ $PIP install -q --no-build-isolation --no-deps -e "$ROOT"
 step "checking the stack"
 python - <<'PY'
 import mmcv, mmdet, mmengine, mmpretrain, torch
+import mmdet.models, mmpretrain.models  # noqa: F401  (mmpretrain needs torchvision)
 from mmcv.ops import RoIAlign, nms  # noqa: F401  (compiled ops present)
 import projects.dap.dap  # noqa: F401
 print(f'torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '

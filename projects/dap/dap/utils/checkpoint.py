@@ -8,6 +8,7 @@ checkpoint needs, once, when :mod:`projects.dap.dap` is imported.
 """
 from typing import Any, List, Optional, Union
 import os
+import pickle
 
 import numpy as np
 import torch
@@ -29,11 +30,36 @@ def _numpy_globals() -> List[Any]:
     return allowed
 
 
+# Methods HistoryBuffer registers in its __init__ (custom ones registered
+# with ``HistoryBuffer.register_statistics`` are allowed too).
+_HISTORY_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` limited to ``HistoryBuffer``'s statistics methods.
+
+    A ``HistoryBuffer`` pickles its statistics methods (``min``, ``mean``,
+    ...) as ``getattr(HistoryBuffer, 'min')``.  Allowing the builtin
+    ``getattr`` would let a crafted file reach arbitrary attributes (and from
+    there ``eval``); this stand-in resolves only those methods.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = _HISTORY_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({obj!r}, {name!r}) while loading a checkpoint: '
+        'only HistoryBuffer statistics methods are allowed')
+
+
 def safe_checkpoint_globals() -> List[Any]:
     """The explicit allow-list of globals an mmengine checkpoint needs."""
     from mmengine.logging import HistoryBuffer
-    from mmengine.config import ConfigDict
-    return [HistoryBuffer, ConfigDict, *_numpy_globals()]
+    return [
+        HistoryBuffer, *_numpy_globals(),
+        (_history_buffer_getattr, '__builtin__.getattr'),
+        (_history_buffer_getattr, 'builtins.getattr')
+    ]
 
 
 def register_safe_globals() -> None:

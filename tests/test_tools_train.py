@@ -1,0 +1,227 @@
+"""tools/train.py, tools/test.py, resume and launchers, run as a user runs them.
+
+The quick-start config (Faster R-CNN R50-FPN inheriting mmdet's bases) trains
+on generated shapes data; every run is a subprocess.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import QUICKSTART, REPO, free_port, run_tool
+
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+TEST = osp.join(REPO, 'tools', 'test.py')
+
+
+def _scalars(work_dir):
+    """Rows of the last run's scalars.json (one JSON object per line)."""
+    runs = sorted(d for d in os.listdir(work_dir) if d[:8].isdigit())
+    path = osp.join(work_dir, runs[-1], 'vis_data', 'scalars.json')
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
+    work = tmp_path / 'work'
+    proc = run_tool([
+        TRAIN, QUICKSTART, '--work-dir', work, '--cfg-options',
+        'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+        'optim_wrapper.optimizer.lr=0.0123', 'param_scheduler=[]',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=4'
+    ], cwd=shapes_workspace)
+    assert (work / 'iter_4.pth').exists(), proc.stdout[-3000:]
+    rows = [r for r in _scalars(work) if 'loss' in r]
+    # every iteration logged, with the overridden LR (no scheduler)
+    assert [r['iter'] for r in rows] == [1, 2, 3, 4]
+    assert all(abs(r['lr'] - 0.0123) < 1e-9 for r in rows)
+    assert all(r['loss'] == r['loss'] for r in rows)  # not NaN
+    # validation ran at the end of training and produced COCO numbers
+    assert 'coco/bbox_mAP' in proc.stdout
+
+    proc = run_tool([TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir',
+                     tmp_path / 'eval'], cwd=shapes_workspace)
+    assert 'coco/bbox_mAP_50' in proc.stdout
+    assert 'Load checkpoint from' in proc.stdout
+
+
+def _wait_for_checkpoint(work, name, proc, timeout=400):
+    marker = work / 'last_checkpoint'
+    start = time.time()
+    while time.time() - start < timeout:
+        if marker.exists() and marker.read_text().strip().endswith(name):
+            return
+        if proc.poll() is not None:
+            pytest.fail('training ended before it could be interrupted:\n' +
+                        proc.stdout.read()[-3000:])
+        time.sleep(0.2)
+    pytest.fail(f'{name} never appeared')
+
+
+def test_resume_after_kill_continues_from_saved_iteration(
+        shapes_workspace, tmp_path):
+    work = tmp_path / 'work'
+    opts = [
+        '--cfg-options', 'train_cfg.max_iters=6', 'train_cfg.val_interval=100',
+        'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1'
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen([sys.executable, TRAIN, QUICKSTART, '--work-dir',
+                             str(work)] + opts, cwd=shapes_workspace,
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_checkpoint(work, 'iter_2.pth', proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # interrupted, no clean shutdown
+        proc.wait()
+    # keep only what the killed run had finished writing at iteration 2
+    for extra in ('iter_4.pth', 'iter_6.pth'):
+        if (work / extra).exists():
+            (work / extra).unlink()
+    (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
+
+    out = run_tool([TRAIN, QUICKSTART, '--work-dir', work, '--resume'] +
+                   opts, cwd=shapes_workspace).stdout
+    assert 'resumed epoch: 0, iter: 2' in out
+    rows = [r for r in _scalars(work) if 'loss' in r]
+    assert [r['iter'] for r in rows] == [3, 4, 5, 6]
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    final = load_checkpoint_safely(work / 'iter_6.pth')
+    assert final['meta']['iter'] == 6
+    assert final['optimizer']['state'], 'optimizer state was not saved'
+
+
+def test_resume_restores_optimizer_state(shapes_workspace, tmp_path):
+    """In-process: the resumed optimizer equals the checkpoint's exactly."""
+    work = tmp_path / 'work'
+    run_tool([
+        TRAIN, QUICKSTART, '--work-dir', work, '--cfg-options',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
+        'default_hooks.checkpoint.interval=2'
+    ], cwd=shapes_workspace)
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    from projects.dap.dap.utils import load_checkpoint_safely
+    cfg = Config.fromfile(QUICKSTART)
+    cfg.work_dir = str(work / 'resumed')
+    cfg.resume = True
+    cfg.load_from = str(work / 'iter_2.pth')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = str(shapes_workspace /
+                                         'data/shapes_coco') + '/'
+    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = str(
+        shapes_workspace / 'data/shapes_coco/annotations/val.json')
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    saved = load_checkpoint_safely(work / 'iter_2.pth')
+    assert runner.iter == 2
+    state = runner.optim_wrapper.optimizer.state_dict()['state']
+    assert state.keys() == saved['optimizer']['state'].keys()
+    for key, value in saved['optimizer']['state'].items():
+        torch.testing.assert_close(state[key]['momentum_buffer'],
+                                   value['momentum_buffer'])
+    assert runner.message_hub.get_scalar('train/lr').current() == \
+        saved['message_hub']['log_scalars']['train/lr'].current()
+
+
+def test_safe_loading_still_refuses_arbitrary_code(tmp_path):
+    """The allow-list is explicit: unknown globals are still rejected."""
+    import pickle
+    from projects.dap.dap.utils import load_checkpoint_safely
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, ('echo pwned',))
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'x': Evil()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint_safely(path)
+
+
+HELPERS = osp.join(REPO, 'tests', 'helpers')
+
+
+@pytest.fixture
+def probe_config(tmp_path):
+    """The quick-start config plus a hook recording each rank's world size."""
+    path = tmp_path / 'probe_config.py'
+    path.write_text(
+        f'_base_ = [{QUICKSTART!r}]\n'
+        "custom_imports = dict(imports=['projects.dap.dap', 'world_probe'], "
+        'allow_failed_imports=False)\n'
+        "custom_hooks = [dict(type='WorldSizeProbeHook')]\n")
+    return path
+
+
+def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
+    """The ``getattr`` stand-in resolves statistics methods and nothing else."""
+    import pickle
+    from mmengine.logging import HistoryBuffer
+    from projects.dap.dap.utils import load_checkpoint_safely
+
+    class Sneaky:  # pickles as getattr(HistoryBuffer, '__init__')
+
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, '__init__'))
+
+    path = tmp_path / 'sneaky.pth'
+    torch.save({'x': Sneaky()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
+        load_checkpoint_safely(path)
+
+    buffer = HistoryBuffer()
+    buffer.update(3.0)
+    buffer.update(5.0)
+    torch.save({'hub': buffer, 'arr': np.arange(3), 'f': np.float64(2.5)},
+               tmp_path / 'ok.pth')
+    loaded = load_checkpoint_safely(tmp_path / 'ok.pth')
+    assert loaded['hub'].mean() == 4.0 and loaded['hub'].current() == 5.0
+    assert loaded['arr'].tolist() == [0, 1, 2] and loaded['f'] == 2.5
+
+
+def _world_sizes(work):
+    """World size as each rank saw it, by rank."""
+    return [int((work / f'probe_rank{r}.txt').read_text())
+            for r in range(2)]
+
+
+@pytest.mark.skipif(shutil.which('mpirun') is None, reason='no MPI')
+def test_mpirun_two_ranks(shapes_workspace, tmp_path, probe_config):
+    work = tmp_path / 'work'
+    # no MASTER_ADDR/MASTER_PORT: the ranks agree on them through mpi4py
+    proc = run_tool([
+        'mpirun', '-n', '2', '--oversubscribe', '--allow-run-as-root',
+        sys.executable, TRAIN, probe_config, '--launcher', 'mpi', '--work-dir',
+        work, '--cfg-options', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2'
+    ], cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+    assert _world_sizes(work) == [2, 2]
+    assert (work / 'iter_2.pth').exists()
+    assert 'coco/bbox_mAP' in proc.stdout
+
+
+def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
+                                     probe_config):
+    work = tmp_path / 'work'
+    proc = run_tool([
+        'bash', osp.join(REPO, 'tools', 'dist_train.sh'), probe_config, '2',
+        '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2'
+    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
+                                  'PYTHONPATH': HELPERS})
+    assert _world_sizes(work) == [2, 2]
+    assert 'coco/bbox_mAP' in proc.stdout
+    assert (work / 'iter_2.pth').exists()
