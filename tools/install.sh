@@ -49,18 +49,6 @@ else
     $PIP install -q "$TORCH_SPEC"
 fi
 
-# torchvision: mmpretrain imports its Python modules (transforms, box utils). PyPI has no CPU build of a
-# torchvision matching torch 2.13 for x86_64 (its wheels link CUDA torch libraries), and the newer ones refuse
-# to import when their compiled ops cannot load. torchvision 0.16.2 imports cleanly without its ops, which
-# neither mmpretrain nor DAP needs (nms/RoIAlign come from mmcv), so it is installed without its torch pin.
-# With your own torch (DAP_KEEP_TORCH=1) install the matching torchvision first; it is kept if it imports.
-if python -c 'import torchvision' 2>/dev/null; then
-    step "keeping torchvision $(python -c 'import torchvision; print(torchvision.__version__)')"
-else
-    step "installing torchvision ${TORCHVISION_SPEC} (Python modules only; its compiled ops are not used)"
-    $PIP install -q --no-deps "$TORCHVISION_SPEC" requests
-fi
-
 # 4. Build requirements for mmcv's ops, then mmcv itself from its source distribution.
 step "installing build requirements"
 $PIP install -q -r "$ROOT/requirements/build.txt"
@@ -78,6 +66,19 @@ step "installing runtime and test requirements"
 $PIP install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" "$MMCV_SPEC"
 step "installing the DAP project (editable)"
 $PIP install -q --no-build-isolation --no-deps -e "$ROOT"
+
+# 6. torchvision: mmpretrain imports its Python modules (transforms, box utils). PyPI has no CPU build of a
+# torchvision matching torch 2.13 for x86_64 (its wheels link CUDA torch libraries), and the newer ones refuse
+# to import when their compiled ops cannot load. torchvision 0.16.2 imports cleanly without its ops, which
+# neither mmpretrain nor DAP needs (nms/RoIAlign come from mmcv), so it is installed without its torch pin.
+# With your own torch (DAP_KEEP_TORCH=1) install the matching torchvision first; it is kept if it imports.
+if python -c 'import torchvision' 2>/dev/null; then
+    step "keeping torchvision $(python -c 'import torchvision; print(torchvision.__version__)')"
+else
+    step "installing torchvision ${TORCHVISION_SPEC} (Python modules only; its compiled ops are not used)"
+    $PIP install -q --no-deps "$TORCHVISION_SPEC"
+    step "(pip may note that torchvision 0.16.2 asks for torch==2.1.2: expected, see above)"
+fi
 
 step "checking the stack"
 python - <<'PY'
