@@ -1,0 +1,246 @@
+"""Score a pseudo-box file against ground-truth boxes.
+
+Weakly-supervised localisation practice (the CAM is of the GT class, so
+these are "GT-known" numbers)::
+
+    python tools/analysis/eval_pseudo_boxes.py BOXFILE GT [--out res.json]
+
+``GT`` is a COCO JSON file (``images[].file_name``, ``annotations[].bbox``
+x, y, w, h) or a folder of VOC / ImageNet XML files (searched
+recursively; ``<filename>`` and ``<object><bndbox>``).  Images are matched
+by key: the box file key, the key without extension, its base name or its
+base name without extension (aliases that would match several GT images are
+not used).  Coordinates are compared as given (x2 = x + w for COCO), IoU
+without the "+1" convention.
+
+Metrics over the matched images (failed images count as misses):
+
+* ``gt_known_acc@0.5``: share of images whose top box (highest score) has
+  IoU >= 0.5 with at least one GT box of the image;
+* ``top1_acc@{0.3,0.5,0.7}`` and ``maxboxacc_v2_style``: their mean, the
+  MaxBoxAccV2 recipe applied to the top box (the box file has fixed boxes,
+  so there is no CAM threshold to maximise over);
+* ``recall@0.5``: share of GT boxes covered (IoU >= 0.5) by any box;
+* ``precision@0.5``: share of boxes with IoU >= 0.5 with any GT box;
+* ``boxes_per_image``: mean number of boxes per (non-failed) image.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from projects.dap.dap.box_file import BoxFileError, PseudoBoxFile
+
+IOU_THRS = (0.3, 0.5, 0.7)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes (continuous coords)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) -
+        np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) -
+        np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+# ------------------------------------------------------------------ GT
+def load_coco_gt(path: str) -> Dict[str, np.ndarray]:
+    with open(path, encoding='utf-8') as f:
+        coco = json.load(f)
+    try:
+        names = {img['id']: str(img['file_name']) for img in coco['images']}
+        boxes: Dict[str, List] = {name: [] for name in names.values()}
+        for ann in coco.get('annotations', []):
+            x, y, w, h = (float(v) for v in ann['bbox'])
+            boxes[names[ann['image_id']]].append([x, y, x + w, y + h])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f'{path} is not a COCO detection file: {e!r}') \
+            from e
+    return {k: np.asarray(v, np.float64).reshape(-1, 4)
+            for k, v in boxes.items()}
+
+
+def load_voc_gt(folder: str) -> Dict[str, np.ndarray]:
+    out: Dict[str, np.ndarray] = {}
+    for root, _, files in os.walk(folder):
+        for fname in sorted(files):
+            if not fname.lower().endswith('.xml'):
+                continue
+            path = osp.join(root, fname)
+            tree = ET.parse(path).getroot()
+            rel = osp.relpath(path, folder)[:-4].replace(os.sep, '/')
+            name = tree.findtext('filename')
+            boxes = []
+            for obj in tree.iter('object'):
+                bb = obj.find('bndbox')
+                if bb is None:
+                    continue
+                boxes.append([
+                    float(bb.findtext(t)) for t in ('xmin', 'ymin', 'xmax',
+                                                     'ymax')
+                ])
+            arr = np.asarray(boxes, np.float64).reshape(-1, 4)
+            # the folder layout (e.g. n01440764/n01440764_10026) is the
+            # most specific name; <filename> may lack the extension
+            key = rel if '/' in rel or not name else name.strip()
+            out[key] = arr
+    if not out:
+        raise ValueError(f'no .xml files found under {folder}')
+    return out
+
+
+def load_gt(path: str) -> Dict[str, np.ndarray]:
+    if osp.isdir(path):
+        return load_voc_gt(path)
+    if path.lower().endswith('.json'):
+        return load_coco_gt(path)
+    raise ValueError(f'GT must be a COCO .json file or a folder of VOC XML '
+                     f'files, got {path}')
+
+
+def _aliases(name: str) -> List[str]:
+    name = name.replace('\\', '/')
+    base = name.rsplit('/', 1)[-1]
+    return list(dict.fromkeys(
+        [name, osp.splitext(name)[0], base,
+         osp.splitext(base)[0]]))
+
+
+class GTIndex:
+    """Finds the GT entry of a box-file key through unambiguous aliases."""
+
+    def __init__(self, gt: Dict[str, np.ndarray]) -> None:
+        self.gt = gt
+        self._by_alias: Dict[str, Optional[str]] = {}
+        for name in gt:
+            for alias in _aliases(name):
+                prev = self._by_alias.get(alias, name)
+                self._by_alias[alias] = name if prev == name else None
+
+    def find(self, key: str) -> Optional[str]:
+        for alias in _aliases(key):
+            name = self._by_alias.get(alias)
+            if name is not None:
+                return name
+        return None
+
+
+# ------------------------------------------------------------- metrics
+def evaluate(box_file: PseudoBoxFile,
+             gt: Dict[str, np.ndarray],
+             iou_thrs: Sequence[float] = IOU_THRS) -> Dict[str, float]:
+    """The metrics of the module docstring (plain dict)."""
+    index = GTIndex(gt)
+    top_hits = np.zeros(len(iou_thrs))
+    matched = failed = 0
+    num_gt = gt_covered = num_pred = pred_correct = 0
+    ok_images = 0
+    used = set()
+    for i in range(box_file.num_images):
+        name = index.find(box_file.key(i))
+        if name is None:
+            continue
+        used.add(name)
+        matched += 1
+        gt_boxes = gt[name]
+        num_gt += len(gt_boxes)
+        if box_file.is_failed(i):
+            failed += 1
+            continue
+        boxes, scores, _ = box_file.boxes_of(i)
+        ok_images += 1
+        num_pred += len(boxes)
+        if not len(boxes) or not len(gt_boxes):
+            continue
+        iou = box_iou(boxes, gt_boxes)
+        top = int(np.argmax(scores))
+        top_hits += np.asarray(
+            [iou[top].max() >= t for t in iou_thrs], np.float64)
+        gt_covered += int((iou.max(axis=0) >= 0.5).sum())
+        pred_correct += int((iou.max(axis=1) >= 0.5).sum())
+    if matched == 0:
+        raise ValueError(
+            'no image of the box file matches a GT image (keys are matched '
+            'by path, path without extension, base name or base name '
+            'without extension)')
+    acc = top_hits / matched
+    res = {
+        'num_images': box_file.num_images,
+        'num_matched': matched,
+        'num_failed': failed,
+        'num_gt_unmatched': len(gt) - len(used),
+        'num_gt_boxes': num_gt,
+        'num_boxes': num_pred,
+        'gt_known_acc@0.5': float(acc[list(iou_thrs).index(0.5)])
+        if 0.5 in iou_thrs else float('nan'),
+    }
+    for t, a in zip(iou_thrs, acc):
+        res[f'top1_acc@{t:g}'] = float(a)
+    res['maxboxacc_v2_style'] = float(acc.mean())
+    res['recall@0.5'] = gt_covered / num_gt if num_gt else 0.0
+    res['precision@0.5'] = pred_correct / num_pred if num_pred else 0.0
+    res['boxes_per_image'] = num_pred / ok_images if ok_images else 0.0
+    return res
+
+
+def format_table(res: Dict[str, float]) -> str:
+    rows: List[Tuple[str, str]] = []
+    for k, v in res.items():
+        if isinstance(v, float):
+            text = f'{100 * v:.2f}' if ('acc' in k or '@' in k) else \
+                f'{v:.3f}'
+        else:
+            text = str(v)
+        rows.append((k, text))
+    width = max(len(k) for k, _ in rows)
+    vwidth = max(len(v) for _, v in rows)
+    line = '+' + '-' * (width + 2) + '+' + '-' * (vwidth + 2) + '+'
+    body = [f'| {k:<{width}} | {v:>{vwidth}} |' for k, v in rows]
+    return '\n'.join([line, f'| {"metric":<{width}} | {"value":>{vwidth}} |',
+                      line] + body + [line])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Score pseudo boxes against ground-truth boxes')
+    parser.add_argument('box_file', help='a .dapbox pseudo-box file')
+    parser.add_argument('gt', help='COCO JSON file or folder of VOC XMLs')
+    parser.add_argument('--out', help='write the metrics as JSON here')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        box_file = PseudoBoxFile.open(args.box_file)
+        gt = load_gt(args.gt)
+        res = evaluate(box_file, gt)
+    except (BoxFileError, ValueError, OSError, ET.ParseError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    print(format_table(res))
+    print('(accuracies, recall and precision in %; failed images count as '
+          'misses)')
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w', encoding='utf-8') as f:
+            json.dump(res, f, indent=2, sort_keys=True)
+            f.write('\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
