@@ -1,0 +1,423 @@
+"""CAM box fitting: hand-computed maps, parity with a literal per-image
+reference (scipy.ndimage.label + loops), batched == single, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from projects.dap.dap.box_fitting import (FALLBACK_THRESHOLD, fit_cam_boxes,
+                                          fit_cam_boxes_batched,
+                                          fit_cam_boxes_with_thresholds,
+                                          scale_boxes_to_image)
+
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
+CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity
+
+
+# --------------------------------------------------------------------------
+# Reference: the original algorithm written out literally, one map at a time.
+# --------------------------------------------------------------------------
+def reference_fit(cam, thresholds=THRESHOLDS, bias=0.22, k=4, ratio=0.5,
+                  nms_iou=0.8, image_hw=None, cam_scale=576, stride=32):
+    cam = np.asarray(cam, dtype=np.float64)
+    height, width = cam.shape
+    boxes, ths = [], []
+    if cam.max() != cam.min():  # a constant map has no boxes of its own
+        for t in thresholds:
+            binary = cam > t
+            labels, num = ndimage.label(binary, structure=CROSS)
+            comps = []
+            for i in range(1, num + 1):  # label order = raster order
+                ys, xs = np.nonzero(labels == i)
+                y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+                comps.append(((y1 - y0) * (x1 - x0), y0, y1, x0, x1))
+            comps.sort(key=lambda c: -c[0])  # stable: ties keep label order
+            kept = [c for c in comps if c[0] >= ratio * comps[0][0]][:k]
+            for _, y0, y1, x0, x1 in kept:
+                w = (cam[y0:y1, x0:x1] + bias) * binary[y0:y1, x0:x1]
+                yy, xx = np.mgrid[y0:y1, x0:x1]
+                cx = (w * xx).sum() / w.sum()
+                cy = (w * yy).sum() / w.sum()
+                ix = (w * (xx - cx)**2).sum() / w.sum()
+                iy = (w * (yy - cy)**2).sum() / w.sum()
+                bw = max(1.0, math.sqrt(12 * ix))
+                bh = max(1.0, math.sqrt(12 * iy))
+                x1, y1 = cx + 0.5 - bw / 2, cy + 0.5 - bh / 2
+                boxes.append([x1, y1, x1 + bw, y1 + bh])
+                ths.append(t)
+    if not boxes:
+        boxes, ths = [[0.0, 0.0, width, height]], [FALLBACK_THRESHOLD]
+    boxes, ths = np.array(boxes), np.array(ths)
+    if image_hw is not None:
+        ih, iw = image_hw
+        boxes = boxes * (stride * min(ih, iw) / cam_scale)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, iw - 1)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, ih - 1)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    ref = areas[0] if areas[0] > 0 else areas.max()
+    scores = areas / ref if ref > 0 else np.ones(len(areas))
+    if nms_iou is None:
+        return boxes, scores, ths
+    order = sorted(range(len(boxes)), key=lambda i: -np.round(scores[i], 9))
+    keep = []
+    for i in order:
+        if all(iou(boxes[i], boxes[j]) <= nms_iou + 1e-9 for j in keep):
+            keep.append(i)
+    return boxes[keep], scores[keep], ths[keep]
+
+
+def iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) *
+             (b[3] - b[1]) - iw * ih)
+    return iw * ih / union if union > 0 else 0.0
+
+
+def smooth_cam(rng, height, width, sigma=None):
+    """A smooth random field, min-max normalised like the original."""
+    sigma = rng.uniform(0.3, 4.0) if sigma is None else sigma
+    field = ndimage.gaussian_filter(rng.standard_normal((height, width)),
+                                    sigma)
+    field -= field.min()
+    return field / field.max() if field.max() > 0 else field
+
+
+def assert_same(got, want, atol=1e-4):
+    boxes, scores, ths = want
+    assert got.boxes.shape == boxes.shape
+    np.testing.assert_allclose(got.boxes, boxes, rtol=0, atol=atol)
+    np.testing.assert_allclose(got.scores, scores, rtol=0, atol=atol)
+    np.testing.assert_array_equal(got.thresholds, ths)
+
+
+def uniform_fit(n):
+    """Moment-fitted length of a uniform run of n cells: the variance of
+    0..n-1 is (n^2 - 1) / 12, so the length is sqrt(n^2 - 1) (not n)."""
+    return max(1.0, math.sqrt(n * n - 1))
+
+
+# --------------------------------------------------------------------------
+# Hand-computed maps.
+# --------------------------------------------------------------------------
+def test_single_uniform_rectangle():
+    cam = np.zeros((10, 12))
+    cam[2:5, 3:8] = 1.0  # rows 2..4 (3 cells), columns 3..7 (5 cells)
+    # Weights are uniform (1.22), so cx = 5, cy = 3 and the sizes are
+    # sqrt(5^2 - 1) = sqrt(24) = 4.898979... and sqrt(3^2 - 1) = sqrt(8).
+    w, h = math.sqrt(24), math.sqrt(8)
+    expected = [5.5 - w / 2, 3.5 - h / 2, 5.5 + w / 2, 3.5 + h / 2]
+    np.testing.assert_allclose(expected,
+                               [3.0505103, 2.0857864, 7.9494897, 4.9142136],
+                               atol=1e-6)
+    boxes, scores = fit_cam_boxes(cam)
+    # The same box at all four thresholds: NMS keeps the first one.
+    np.testing.assert_allclose(boxes, [expected], atol=1e-12)
+    np.testing.assert_allclose(scores, [1.0])
+    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    np.testing.assert_allclose(raw.boxes, [expected] * 4, atol=1e-12)
+    np.testing.assert_allclose(raw.scores, [1.0] * 4)
+    np.testing.assert_allclose(raw.thresholds, THRESHOLDS)
+    kept = fit_cam_boxes_with_thresholds(cam)
+    assert kept.thresholds.tolist() == [0.2]
+
+
+@pytest.mark.parametrize('side,kept', [(2, False), (3, True)])
+def test_second_blob_kept_or_dropped_by_area_rule(side, kept):
+    cam = np.zeros((12, 12))
+    cam[1:4, 1:6] = 0.9  # 3 x 5: rectangle area 15
+    cam[7:7 + side, 7:7 + side] = 0.8  # 2 x 2 = 4 < 7.5 or 3 x 3 = 9 >= 7.5
+    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    big = [3.5 - uniform_fit(5) / 2, 2.5 - uniform_fit(3) / 2,
+           3.5 + uniform_fit(5) / 2, 2.5 + uniform_fit(3) / 2]
+    c = 7 + side / 2  # centre of the small blob's cells + 0.5
+    small = [c - uniform_fit(side) / 2, c - uniform_fit(side) / 2,
+             c + uniform_fit(side) / 2, c + uniform_fit(side) / 2]
+    per_t = [big, small] if kept else [big]
+    np.testing.assert_allclose(raw.boxes, per_t * 4, atol=1e-12)
+    np.testing.assert_allclose(raw.thresholds,
+                               np.repeat(THRESHOLDS, len(per_t)))
+    assert_same(fit_cam_boxes_with_thresholds(cam),
+                reference_fit(cam), atol=1e-12)
+
+
+def test_nested_thresholds_weight_the_moments():
+    cam = np.zeros((9, 9))
+    cam[2:7, 2:7] = 0.35  # a 5 x 5 ring at 0.35 ...
+    cam[3:6, 3:6] = 1.0  # ... around a 3 x 3 core at 1.0, centre cell (4, 4)
+    # t = 0.2, 0.3: the whole 5 x 5 square; ring weight 0.57 (16 cells),
+    # core weight 1.22 (9 cells): sum w = 9.12 + 10.98 = 20.1.
+    # Columns at dx = +-2 are all ring: 2 * 5 * 0.57 * 4 = 22.8; columns at
+    # dx = +-1 hold 2 ring + 3 core cells: 2 * (1.14 + 3.66) * 1 = 9.6.
+    # var = 32.4 / 20.1, the same in y by symmetry.
+    outer = math.sqrt(12 * 32.4 / 20.1)
+    # t = 0.4, 0.5: the uniform 3 x 3 core: sqrt(3^2 - 1) = sqrt(8).
+    inner = math.sqrt(8)
+    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    expected = [[4.5 - s / 2, 4.5 - s / 2, 4.5 + s / 2, 4.5 + s / 2]
+                for s in (outer, outer, inner, inner)]
+    np.testing.assert_allclose(raw.boxes, expected, atol=1e-12)
+    np.testing.assert_allclose(raw.scores,
+                               [1, 1, (inner / outer)**2, (inner / outer)**2])
+    # NMS: the t=0.3 copy is suppressed by the t=0.2 box (IoU 1), the core
+    # box has IoU 8 / outer^2 = 0.41 with it and stays.
+    nms = fit_cam_boxes_with_thresholds(cam)
+    np.testing.assert_allclose(nms.boxes, [expected[0], expected[2]],
+                               atol=1e-12)
+    np.testing.assert_allclose(nms.thresholds, [0.2, 0.4])
+
+
+def test_other_blobs_inside_the_rectangle_count():
+    cam = np.zeros((7, 7))
+    cam[1, 1:6] = 1.0  # a U: top bar, columns 1..5 of row 1 ...
+    cam[1:6, 1] = 1.0  # ... left bar
+    cam[1:6, 5] = 1.0  # ... right bar
+    cam[4, 3] = 1.0  # a separate single cell inside the U's rectangle
+    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ),
+                                        nms_iou=None)
+    # The U (13 cells) plus the inner cell (4, 3): 14 cells, equal weights.
+    # x: column 1 and 5 hold 5 cells each, columns 2 and 4 one each (top
+    # bar), column 3 two (top bar + inner cell): mean 3, sum of dx^2 =
+    # 5*4 + 5*4 + 1 + 1 + 0 = 42 -> var 3.
+    # y: row 1 holds 5 cells, rows 2, 3, 5 two each, row 4 three:
+    # mean = (5 + 2*2 + 2*3 + 3*4 + 2*5) / 14 = 37 / 14.
+    cy = 37 / 14
+    var_y = (5 * (1 - cy)**2 + 2 * (2 - cy)**2 + 2 * (3 - cy)**2 +
+             3 * (4 - cy)**2 + 2 * (5 - cy)**2) / 14
+    w, h = math.sqrt(12 * 3), math.sqrt(12 * var_y)
+    u_box = [3.5 - w / 2, cy + 0.5 - h / 2, 3.5 + w / 2, cy + 0.5 + h / 2]
+    # The inner cell is its own component: rectangle area 1 < 0.5 * 25.
+    np.testing.assert_allclose(raw.boxes, [u_box], atol=1e-12)
+
+
+def test_ties_in_rectangle_area_keep_raster_order():
+    cam = np.zeros((6, 9))
+    cam[4, 1:3] = 0.9  # 1 x 2, first cell (4, 1)
+    cam[1, 6:8] = 0.9  # 1 x 2, first cell (1, 6): earlier in raster order
+    cam[2:4, 4] = 0.9  # 2 x 1, first cell (2, 4)
+    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ),
+                                        max_per_threshold=2, nms_iou=None)
+    half = uniform_fit(2) / 2
+    np.testing.assert_allclose(
+        raw.boxes, [[7 - half, 1, 7 + half, 2], [4, 3 - half, 5, 3 + half]],
+        atol=1e-12)
+
+
+def test_threshold_without_cells_is_skipped():
+    cam = np.zeros((5, 5))
+    cam[1:4, 1:4] = 0.45  # exceeds 0.2, 0.3, 0.4 but not 0.5
+    cam[0, 0] = 0.01
+    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    np.testing.assert_allclose(raw.thresholds, [0.2, 0.3, 0.4])
+
+
+def test_nms_larger_box_wins_and_iou_threshold():
+    cam = np.zeros((3, 9))
+    cam[1, 2:7] = 0.3  # 5 cells above 0.2 ...
+    cam[1, 3:7] = 0.6  # ... of which 4 exceed 0.5
+    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
+                                        nms_iou=None)
+    assert len(raw.boxes) == 2
+    # Both boxes are 1 high and the t=0.5 one lies inside the t=0.2 one,
+    # so their IoU is the ratio of their widths.
+    small, large = raw.boxes[:, 2] - raw.boxes[:, 0]
+    assert small < large
+    np.testing.assert_allclose(raw.boxes[:, 1::2], [[1, 2], [1, 2]])
+    ratio = small / large
+    both = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
+                                         nms_iou=ratio + 0.01)
+    # Sorted by score: the larger box (score > 1) first.
+    np.testing.assert_allclose(both.boxes, raw.boxes[::-1])
+    np.testing.assert_allclose(both.scores, [large / small, 1])
+    one = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
+                                        nms_iou=ratio - 0.01)
+    # The larger box wins even though its threshold came second.
+    np.testing.assert_allclose(one.boxes, raw.boxes[1:])
+    assert one.thresholds.tolist() == [0.2]
+
+
+@pytest.mark.parametrize('value', [0.0, 0.3, 1.0, -2.0])
+@pytest.mark.parametrize('shape', [(1, 1), (4, 7), (18, 24)])
+def test_constant_map_gives_the_whole_map(value, shape):
+    cam = np.full(shape, value)
+    for nms in (0.8, None):
+        res = fit_cam_boxes_with_thresholds(cam, nms_iou=nms)
+        np.testing.assert_array_equal(res.boxes,
+                                      [[0, 0, shape[1], shape[0]]])
+        np.testing.assert_array_equal(res.scores, [1.0])
+        np.testing.assert_array_equal(res.thresholds, [FALLBACK_THRESHOLD])
+
+
+def test_map_below_every_threshold_gives_the_whole_map():
+    cam = np.linspace(0, 0.2, 30).reshape(5, 6)  # max 0.2 is not > 0.2
+    boxes, scores = fit_cam_boxes(cam)
+    np.testing.assert_array_equal(boxes, [[0, 0, 6, 5]])
+    np.testing.assert_array_equal(scores, [1.0])
+
+
+def test_thin_maps():
+    row = np.array([[0.0, 0.9, 0.9, 0.1, 1.0]])  # 1 x 5
+    raw = fit_cam_boxes_with_thresholds(row, nms_iou=None)
+    assert_same(raw, reference_fit(row, nms_iou=None), atol=1e-12)
+    # Blobs (1, 2) and (4) at every threshold: area 2 and 1 (kept).
+    assert len(raw.boxes) == 8
+    np.testing.assert_allclose(raw.boxes[1], [4, 0, 5, 1])
+    column = row.T.copy()
+    assert_same(fit_cam_boxes_with_thresholds(column),
+                reference_fit(column), atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Parity with the reference on random maps.
+# --------------------------------------------------------------------------
+def random_maps(seed, num=300):
+    rng = np.random.default_rng(seed)
+    maps = [
+        smooth_cam(rng, int(rng.integers(1, 30)), int(rng.integers(1, 41)))
+        for _ in range(num)
+    ]
+    # Quantised maps: plateaus, many exact ties and equal boxes.
+    maps += [
+        np.round(rng.random((int(rng.integers(1, 12)),
+                             int(rng.integers(1, 12)))) * 4) / 4
+        for _ in range(num // 3)
+    ]
+    return maps
+
+
+@pytest.mark.parametrize('seed', range(6))
+@pytest.mark.parametrize('nms_iou', [0.8, None])
+def test_random_maps_match_reference(seed, nms_iou):
+    maps = random_maps(seed)
+    results = fit_cam_boxes_batched(maps, nms_iou=nms_iou)
+    assert len(results) == len(maps)
+    for cam, got in zip(maps, results):
+        assert_same(got, reference_fit(cam, nms_iou=nms_iou), atol=1e-9)
+
+
+@pytest.mark.parametrize('params', [
+    dict(thresholds=(0.5, 0.1, 0.3), bias=0.0, max_per_threshold=2,
+         min_area_ratio=0.2),
+    dict(thresholds=(0.6, ), bias=1.0, max_per_threshold=1,
+         min_area_ratio=1.0),
+    dict(thresholds=(0.2, 0.3, 0.4, 0.5), min_area_ratio=0.0, nms_iou=0.3),
+])
+def test_other_parameters_match_reference(params):
+    maps = random_maps(7, 150)
+    ref_params = dict(thresholds=params['thresholds'],
+                      bias=params.get('bias', 0.22),
+                      k=params.get('max_per_threshold', 4),
+                      ratio=params['min_area_ratio'],
+                      nms_iou=params.get('nms_iou', 0.8))
+    for cam, got in zip(maps, fit_cam_boxes_batched(maps, **params)):
+        assert_same(got, reference_fit(cam, **ref_params), atol=1e-9)
+
+
+def test_image_sizes_scale_and_clip_before_scoring():
+    rng = np.random.default_rng(3)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(40, 900, (200, 2))]
+    maps = []
+    for h, w in sizes:  # the 576-scale grid of an image of this size
+        scale = 576 / min(h, w)
+        maps.append(smooth_cam(rng, math.ceil(round(h * scale) / 32),
+                               math.ceil(round(w * scale) / 32)))
+    results = fit_cam_boxes_batched(maps, image_hw=sizes)
+    for cam, hw, got in zip(maps, sizes, results):
+        assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
+        assert (got.boxes[:, 0::2] <= hw[1] - 1).all()
+        assert (got.boxes[:, 1::2] <= hw[0] - 1).all()
+    one = fit_cam_boxes_with_thresholds(maps[0], image_hw=sizes[0])
+    for a, b in zip(one, results[0]):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------
+# Batched == single, input types.
+# --------------------------------------------------------------------------
+def test_batched_equals_single_exactly():
+    maps = random_maps(11, 200)
+    for nms in (0.8, None):
+        batched = fit_cam_boxes_batched(maps, nms_iou=nms)
+        for cam, got in zip(maps, batched):
+            single = fit_cam_boxes_with_thresholds(cam, nms_iou=nms)
+            for a, b in zip(single, got):
+                np.testing.assert_array_equal(a, b)
+            boxes, scores = fit_cam_boxes(cam, nms_iou=nms)
+            np.testing.assert_array_equal(boxes, got.boxes)
+            np.testing.assert_array_equal(scores, got.scores)
+
+
+def test_padded_batch_and_torch_inputs():
+    rng = np.random.default_rng(5)
+    maps = [smooth_cam(rng, int(h), int(w))
+            for h, w in rng.integers(1, 25, (40, 2))]
+    hw = np.array([m.shape for m in maps])
+    padded = np.full((len(maps), hw[:, 0].max(), hw[:, 1].max()), 7.0)
+    for m, p in zip(maps, padded):
+        p[:m.shape[0], :m.shape[1]] = m
+    want = fit_cam_boxes_batched(maps)
+    for got in (fit_cam_boxes_batched(padded, valid_hw=hw),
+                fit_cam_boxes_batched(torch.from_numpy(padded),
+                                      valid_hw=torch.from_numpy(hw)),
+                fit_cam_boxes_batched([torch.from_numpy(m) for m in maps])):
+        for a, b in zip(got, want):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    # float32 tensors are widened to float64 exactly.
+    m32 = torch.from_numpy(maps[0]).float()
+    for a, b in zip(fit_cam_boxes_with_thresholds(m32),
+                    fit_cam_boxes_with_thresholds(m32.numpy())):
+        np.testing.assert_array_equal(a, b)
+    # A padded batch without valid_hw uses the whole padded maps.
+    full = fit_cam_boxes_batched(padded[:3])
+    for a, b in zip(full, fit_cam_boxes_batched(list(padded[:3]))):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+# --------------------------------------------------------------------------
+# Cell -> pixel scaling, bad input.
+# --------------------------------------------------------------------------
+def test_scale_boxes_to_image():
+    boxes = np.array([[1.0, 2.0, 3.0, 4.0], [-0.5, 10.0, 40.0, 30.0]])
+    # 400 x 300 image (W x H): a cell is 32 * 300 / 576 = 16.6667 pixels.
+    out = scale_boxes_to_image(boxes, width=400, height=300)
+    c = 32 * 300 / 576
+    np.testing.assert_allclose(
+        out, [[c, 2 * c, 3 * c, 4 * c], [0, 10 * c, 399, 299]])
+    out = scale_boxes_to_image(torch.tensor(boxes), 400, 300, cam_scale=288,
+                               stride=16)
+    np.testing.assert_allclose(out[0], [c, 2 * c, 3 * c, 4 * c])
+
+
+def test_bad_input_raises_clear_errors():
+    good = np.zeros((4, 4))
+    bad = good.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match='map 1 holds NaN'):
+        fit_cam_boxes_batched([good, bad, good])
+    with pytest.raises(ValueError, match='map 0 holds NaN'):
+        fit_cam_boxes(np.full((2, 2), np.inf))
+    with pytest.raises(ValueError, match='2-D'):
+        fit_cam_boxes(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match='2-D'):
+        fit_cam_boxes(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match='no maps'):
+        fit_cam_boxes_batched([])
+    with pytest.raises(ValueError, match='valid_hw'):
+        fit_cam_boxes_batched(np.zeros((2, 3, 3)), valid_hw=[[3, 4], [1, 1]])
+    with pytest.raises(ValueError, match='valid_hw'):
+        fit_cam_boxes_batched([good], valid_hw=[[4, 4]])
+    with pytest.raises(ValueError, match='thresholds'):
+        fit_cam_boxes(good, thresholds=())
+    with pytest.raises(ValueError, match='bias'):
+        fit_cam_boxes(good, thresholds=(-0.5, ), bias=0.22)
+    with pytest.raises(ValueError, match='max_per_threshold'):
+        fit_cam_boxes(good, max_per_threshold=0)
+    with pytest.raises(ValueError, match='min_area_ratio'):
+        fit_cam_boxes(good, min_area_ratio=1.5)
+    with pytest.raises(ValueError, match='nms_iou'):
+        fit_cam_boxes(good, nms_iou=0.0)
+    with pytest.raises(ValueError, match='image_hw'):
+        fit_cam_boxes_batched([good], image_hw=[[0, 10]])
