@@ -10,6 +10,8 @@ from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                        write_box_file_arrays)
 from .datasets import (ImageNetPseudoBoxDataset, LoadImageRandomChoiceResize,
                        decode_resized)
+from .transfer import (DetectorTransferRunner, TransferReport,
+                       apply_fewshot_schedule, transfer_state_dict)
 from .utils import (load_checkpoint_safely, register_safe_globals,
                     safe_checkpoint_globals)
 
@@ -20,5 +22,7 @@ __all__ = [
     'merge_shards', 'write_box_file', 'write_box_file_arrays',
     'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
     'decode_resized', 'load_checkpoint_safely', 'register_safe_globals',
-    'safe_checkpoint_globals'
+    'safe_checkpoint_globals',
+    'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
+    'transfer_state_dict'
 ]

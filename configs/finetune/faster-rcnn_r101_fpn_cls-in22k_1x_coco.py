@@ -1,0 +1,8 @@
+# CLS baseline (ImageNet-22K), ResNet-101 -> COCO train2017, tested on val2017
+# (box AP).
+_base_ = './faster-rcnn_r50_fpn_cls-in22k_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(checkpoint='work_dirs/classifier/in22k_r101.pth')))

@@ -1,0 +1,13 @@
+# CLS baseline (ImageNet-22K) -> COCO train2017, tested on val2017 (box AP):
+# only the backbone is pre-trained: the ImageNet-22K classifier (mmpretrain
+# keys) that DAP-IN22K pre-training started from; weight decay 1e-5.
+_base_ = './faster-rcnn_r50_fpn_dap-in22k_1x_coco.py'
+
+load_from = None
+model = dict(
+    backbone=dict(
+        init_cfg=dict(
+            _delete_=True,  # the base has init_cfg=None
+            type='Pretrained',
+            checkpoint='work_dirs/classifier/in22k_r50.pth',
+            prefix='backbone.')))

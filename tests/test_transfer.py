@@ -1,0 +1,561 @@
+"""Whole-detector transfer (DAP step 4), run as a user runs it.
+
+A tiny "DAP checkpoint" is the step-3 detector of
+``configs/dap/dap_faster-rcnn_r50_fpn_1e_in1k.py`` (1000 classes) with random
+weights.  Shrunk copies of the fine-tune configs train for two iterations on
+generated VOC- and COCO-format data through ``tools/dist_train.sh`` /
+``tools/train.py`` and are evaluated by ``tools/test.py``.  The rule itself,
+resume and the few-shot schedule are checked in-process on small models.
+"""
+import json
+import math
+import os
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO, free_port, run_tool
+
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+TEST = osp.join(REPO, 'tools', 'test.py')
+DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+SPLITS = osp.join(REPO, 'tools', 'dataset_converters',
+                  'make_fewshot_splits.py')
+FINETUNE = osp.join(REPO, 'configs', 'finetune')
+STEP3 = osp.join(REPO, 'configs', 'dap', 'dap_faster-rcnn_r50_fpn_1e_in1k.py')
+VOC_NAMES = ('aeroplane', 'bicycle', 'bird')
+CLASS_SPECIFIC = ('roi_head.bbox_head.fc_cls.weight',
+                  'roi_head.bbox_head.fc_cls.bias',
+                  'roi_head.bbox_head.fc_reg.weight',
+                  'roi_head.bbox_head.fc_reg.bias')
+
+# ------------------------------------------------------------ generated data
+
+
+def make_voc(root, num_trainval=4, num_test=4, seed=0):
+    """``root/VOCdevkit/VOC2007`` with JPEGs, XML and ImageSets lists."""
+    from projects.dap.dap.synthetic import SHAPES, render_image
+    rng = np.random.default_rng(seed)
+    year = osp.join(root, 'VOCdevkit', 'VOC2007')
+    for sub in ('JPEGImages', 'Annotations', osp.join('ImageSets', 'Main')):
+        os.makedirs(osp.join(year, sub), exist_ok=True)
+    index = 0
+    for split, count in (('trainval', num_trainval), ('test', num_test)):
+        ids = []
+        for _ in range(count):
+            img, boxes, labels = render_image(
+                rng, 128, 96, int(rng.integers(1, 3)), SHAPES[:3],
+                min_size=0.4, max_size=0.7)
+            image_id = f'{index:06d}'
+            index += 1
+            img.save(osp.join(year, 'JPEGImages', image_id + '.jpg'))
+            objects = ''.join(
+                f'<object><name>{VOC_NAMES[label]}</name>'
+                '<difficult>0</difficult><bndbox>'
+                f'<xmin>{int(b[0]) + 1}</xmin><ymin>{int(b[1]) + 1}</ymin>'
+                f'<xmax>{int(b[2])}</xmax><ymax>{int(b[3])}</ymax>'
+                '</bndbox></object>'
+                for b, label in zip(boxes.tolist(), labels.tolist()))
+            with open(osp.join(year, 'Annotations', image_id + '.xml'),
+                      'w') as f:
+                f.write('<annotation><size><width>128</width><height>96'
+                        f'</height><depth>3</depth></size>{objects}'
+                        '</annotation>')
+            ids.append(image_id)
+        with open(osp.join(year, 'ImageSets', 'Main', split + '.txt'),
+                  'w') as f:
+            f.write('\n'.join(ids) + '\n')
+    return osp.join(root, 'VOCdevkit') + '/'
+
+
+def make_coco(root):
+    """COCO-format train/val sets with the 80 COCO categories.
+
+    The generated shapes get labels 1-3 (person, bicycle, car); CocoMetric
+    needs every category the 80-class head can predict.
+    """
+    from mmdet.datasets import CocoDataset
+    from projects.dap.dap.synthetic import make_coco_detection_set
+    categories = [dict(id=i + 1, name=name)
+                  for i, name in enumerate(CocoDataset.METAINFO['classes'])]
+    for split, num, seed in (('train', 4, 0), ('val', 4, 1)):
+        ann_file = make_coco_detection_set(
+            root, split, num_images=num, seed=seed, image_size=(128, 96))
+        with open(ann_file) as f:
+            data = json.load(f)
+        data['categories'] = categories
+        with open(ann_file, 'w') as f:
+            json.dump(data, f)
+    return str(root) + '/'
+
+
+def shrunk_config(path, config, data_root, kind):
+    """A copy of ``config`` for CPU: 128x96 images, small RoI batches."""
+    if kind == 'voc':
+        data = (f"data_root = '{data_root}'\n"
+                'train_dataloader = dict(dataset=dict(data_root=data_root, '
+                'pipeline=train_pipeline))\n'
+                'test_dataloader = dict(dataset=dict(data_root=data_root, '
+                'pipeline=test_pipeline))\n')
+    else:
+        data = (f"data_root = '{data_root}'\n"
+                'train_dataloader = dict(dataset=dict(data_root=data_root, '
+                "ann_file='annotations/train.json', "
+                "data_prefix=dict(img='train/'), pipeline=train_pipeline))\n"
+                'test_dataloader = dict(dataset=dict(data_root=data_root, '
+                "ann_file='annotations/val.json', "
+                "data_prefix=dict(img='val/'), pipeline=test_pipeline))\n"
+                'test_evaluator = dict('
+                "ann_file=data_root + 'annotations/val.json')\n")
+    text = f"""_base_ = '{config}'
+img_scale = (128, 96)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='PackDetInputs')]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                          'img_shape', 'scale_factor'))]
+{data}
+train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+test_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+# evaluation runs through tools/test.py
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+model = dict(
+    train_cfg=dict(rpn_proposal=dict(max_per_img=100),
+                   rcnn=dict(sampler=dict(num=64))),
+    # an untrained head scores below mmdet's 0.05: keep every box so
+    # that the evaluation has detections to score
+    test_cfg=dict(rpn=dict(max_per_img=100), rcnn=dict(score_thr=0.0)))
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(save_optimizer=False))
+"""
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def dap_checkpoint(tmp_path_factory):
+    """The step-3 detector (1000 classes), random init, mmengine format."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    import projects.dap.dap  # noqa: F401
+    cfg = Config.fromfile(STEP3)
+    cfg.model.backbone.init_cfg = None  # nothing to download
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    path = str(tmp_path_factory.mktemp('dap') / 'dap_r50_in1k.pth')
+    # a finished step-3 run: its iteration must not carry over
+    torch.save(dict(meta=dict(iter=20019, epoch=0),
+                    state_dict=model.state_dict()), path)
+    return path
+
+
+def _load(path):
+    from projects.dap.dap.utils import load_checkpoint_safely
+    return load_checkpoint_safely(path)
+
+
+def _metric(name, text):
+    match = re.search(re.escape(name) + r': (-?[0-9.]+)', text)
+    assert match, f'{name} not in output:\n{text[-3000:]}'
+    return float(match.group(1))
+
+
+def _assert_no_warning_wall(out):
+    assert 'size mismatch' not in out
+    assert 'is skipped since its requires_grad' not in out
+    assert out.count('WARNING') < 10, [
+        line for line in out.splitlines() if 'WARNING' in line
+    ]
+
+
+# ---------------------------------------------------------- real pipelines
+
+
+def test_voc07_seed_command_transfers_and_evaluates(dap_checkpoint,
+                                                    tmp_path):
+    """The seed's command, in our terms, on VOC-format data.
+
+    ``bash tools/dist_train.sh <voc07 config> N --cfg-options load_from=..
+    work_dir=..`` with two processes; LR 0 so that the fine-tuned weights
+    are exactly what the transfer put in.
+    """
+    data_root = make_voc(str(tmp_path / 'data'))
+    cfg = shrunk_config(
+        tmp_path / 'voc07.py',
+        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_14e_voc07.py'),
+        data_root, 'voc')
+    work = tmp_path / 'work'
+    out = run_tool([
+        'bash', DIST_TRAIN, cfg, '2', '--cfg-options',
+        f'load_from={dap_checkpoint}', f'work_dir={work}',
+        'optim_wrapper.optimizer.lr=0', 'train_dataloader.batch_size=1'
+    ], cwd=tmp_path, env={'PORT': str(free_port())}).stdout
+
+    # the log says what was transferred and what was re-initialised
+    assert ('344 of 348 model tensors transferred (backbone 318, neck 16, '
+            'rpn_head 6, roi_head 4); 4 re-initialised') in out
+    assert ('roi_head.bbox_head.fc_cls.weight: checkpoint (1001, 1024) -> '
+            'model (21, 1024)') in out
+    assert ('roi_head.bbox_head.fc_reg.weight: checkpoint (4000, 1024) -> '
+            'model (80, 1024)') in out
+    assert 'Checkpoint tensors not used (0): none' in out
+    assert 'Model tensors missing from the checkpoint (0): none' in out
+    _assert_no_warning_wall(out)
+    # the schedule starts at iteration 0, not at the checkpoint's 20019
+    assert 'Epoch(train) [1][1/2]' in out and 'resumed' not in out
+    tuned = _load(work / 'epoch_1.pth')
+    assert tuned['meta']['epoch'] == 1 and tuned['meta']['iter'] == 2
+
+    dap = _load(dap_checkpoint)['state_dict']
+    sd = tuned['state_dict']
+    assert sd.keys() == dap.keys()
+    for name, value in sd.items():
+        if name in CLASS_SPECIFIC:
+            assert value.shape != dap[name].shape
+        else:
+            assert torch.equal(value, dap[name]), name
+    assert sd['roi_head.bbox_head.fc_cls.weight'].shape == (21, 1024)
+    assert sd['roi_head.bbox_head.fc_reg.weight'].shape == (80, 1024)
+    # mmdet's head init: N(0, 0.01) and N(0, 0.001), zero bias
+    assert 0.005 < sd['roi_head.bbox_head.fc_cls.weight'].std() < 0.02
+    assert 0.0005 < sd['roi_head.bbox_head.fc_reg.weight'].std() < 0.002
+    assert not sd['roi_head.bbox_head.fc_cls.bias'].any()
+    runs = [d for d in os.listdir(work) if d[:8].isdigit()]
+    report = json.load(open(work / runs[0] / 'transfer.json'))
+    assert [r[0] for r in report['reinitialised']] == list(CLASS_SPECIFIC)
+    assert len(report['transferred']) == 344 and not report['kept']
+
+    # VOC07 test, 11-point AP50 (tools/test.py)
+    out = run_tool([TEST, cfg, work / 'epoch_1.pth', '--work-dir',
+                    tmp_path / 'eval'], cwd=tmp_path).stdout
+    assert 0.0 <= _metric('pascal_voc/mAP', out) <= 1.0
+    assert '348 of 348 model tensors transferred' in out
+    assert 'Re-initialised (0):' in out
+
+
+def test_coco_finetune_trains_and_evaluates(dap_checkpoint, tmp_path):
+    data_root = make_coco(str(tmp_path / 'coco'))
+    cfg = shrunk_config(
+        tmp_path / 'coco.py',
+        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_1x_coco.py'),
+        data_root, 'coco')
+    work = tmp_path / 'work'
+    out = run_tool([
+        TRAIN, cfg, '--work-dir', work, '--cfg-options',
+        f'load_from={dap_checkpoint}'
+    ], cwd=tmp_path).stdout
+    assert '4 re-initialised' in out
+    assert ('roi_head.bbox_head.fc_reg.weight: checkpoint (4000, 1024) -> '
+            'model (320, 1024)') in out
+    _assert_no_warning_wall(out)
+    losses = [float(x) for x in re.findall(r' loss: ([0-9.na]+)', out)]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+    dap = _load(dap_checkpoint)['state_dict']
+    sd = _load(work / 'epoch_1.pth')['state_dict']
+    # frozen parts (stem, res2, BN statistics) are the checkpoint's...
+    for name in ('backbone.conv1.weight', 'backbone.layer1.0.conv1.weight',
+                 'backbone.layer3.0.bn1.running_mean'):
+        assert torch.equal(sd[name], dap[name]), name
+    # ...trained ones moved away from it, a little
+    for name in ('neck.fpn_convs.0.conv.weight',
+                 'roi_head.bbox_head.shared_fcs.0.weight'):
+        change = (sd[name] - dap[name]).abs().mean()
+        assert 0 < change < 0.1 * dap[name].abs().mean(), name
+
+    out = run_tool([TEST, cfg, work / 'epoch_1.pth', '--work-dir',
+                    tmp_path / 'eval'], cwd=tmp_path).stdout
+    for metric in ('coco/bbox_mAP', 'coco/bbox_mAP_50'):
+        assert -1.0 <= _metric(metric, out) <= 1.0
+
+
+def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
+    """CLS baseline on a 1-shot split: classifier backbone only, scaled
+    schedule, split made by make_fewshot_splits.py."""
+    data_root = make_voc(str(tmp_path / 'data'), num_trainval=8)
+    run_tool([SPLITS, 'voc', osp.join(data_root, 'VOC2007'), '--classes',
+              *VOC_NAMES, '--shots', '1', '--seeds', '3'])
+    split = osp.join(data_root, 'VOC2007', 'ImageSets', 'Main',
+                     'trainval_1shot_seed3.txt')
+    num_images = len(open(split).read().split())
+    # the classifier in mmpretrain keys: backbone.* and head.fc.*
+    dap = _load(dap_checkpoint)['state_dict']
+    # (values differ from the DAP backbone's, same scale)
+    classifier = {k: v * 0.9 if v.is_floating_point() else v.clone()
+                  for k, v in dap.items() if k.startswith('backbone.')}
+    classifier['head.fc.weight'] = torch.zeros(1000, 2048)
+    classifier['head.fc.bias'] = torch.zeros(1000)
+    cls_path = tmp_path / 'cls_r50.pth'
+    torch.save(dict(meta=dict(), state_dict=classifier), cls_path)
+
+    cfg = shrunk_config(
+        tmp_path / 'fewshot.py',
+        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_cls-in1k_fewshot_voc07.py'),
+        data_root, 'voc')
+    work = tmp_path / 'work'
+    out = run_tool([
+        TRAIN, cfg, '--work-dir', work, '--cfg-options', 'fewshot.shot=1',
+        'fewshot.seed=3', 'fewshot.min_iters=2',
+        f'model.backbone.init_cfg.checkpoint={cls_path}',
+        'optim_wrapper.optimizer.lr=0'
+    ], cwd=tmp_path).stdout
+    iters = max(2, math.ceil(14 * num_images / 16))
+    assert (f'Few-shot fine-tuning: k=1, seed=3, split {split} with '
+            f'{num_images} images; {iters} iterations') in out
+    assert 'Whole-detector transfer' not in out  # load_from=None
+    _assert_no_warning_wall(out)
+    tuned = _load(work / f'iter_{iters}.pth')
+    assert tuned['meta']['iter'] == iters
+    sd = tuned['state_dict']
+    for name, value in classifier.items():
+        if name.startswith('backbone.'):
+            assert torch.equal(sd[name], value), name
+    # the rest is not the DAP detector: only the backbone was pre-trained
+    assert not torch.equal(sd['neck.fpn_convs.0.conv.weight'],
+                           dap['neck.fpn_convs.0.conv.weight'])
+
+
+# --------------------------------------------------- the rule, in-process
+
+
+def _build(config, **options):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(osp.join(FINETUNE, config))
+    if options:
+        cfg.merge_from_dict(options)
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def test_class_agnostic_fc_reg_is_kept(dap_checkpoint):
+    from projects.dap.dap.transfer import transfer_state_dict
+    dap = _load(dap_checkpoint)['state_dict']
+    # a class-agnostic pre-training (DAP-IN22K R101 style): 4 outputs
+    dap['roi_head.bbox_head.fc_reg.weight'] = torch.randn(4, 1024)
+    dap['roi_head.bbox_head.fc_reg.bias'] = torch.randn(4)
+    model = _build('faster-rcnn_r50_fpn_dap-in1k_14e_voc07.py', **{
+        'model.roi_head.bbox_head.reg_class_agnostic': True
+    })
+    fresh_cls = model.roi_head.bbox_head.fc_cls.weight.detach().clone()
+    report = transfer_state_dict(model, dap, source='dap')
+    head = model.roi_head.bbox_head
+    assert torch.equal(head.fc_reg.weight, dap['roi_head.bbox_head.fc_reg'
+                                               '.weight'])
+    assert torch.equal(head.fc_cls.weight, fresh_cls)  # (21,) vs (1001,)
+    assert report.kept == ['roi_head.bbox_head.fc_reg.weight',
+                           'roi_head.bbox_head.fc_reg.bias']
+    assert [r[0] for r in report.reinitialised] == list(CLASS_SPECIFIC[:2])
+    assert 'Class-specific but kept (same shape in checkpoint and model) ' \
+        '(2): roi_head.bbox_head.fc_reg.weight' in report.format()
+    for name, value in model.state_dict().items():
+        if name not in CLASS_SPECIFIC[:2]:
+            assert torch.equal(value, dap[name]), name
+
+
+class ToyDetector(nn.Module):
+    """Module names as in mmdet's two-stage detectors."""
+
+    def __init__(self, num_classes=3, width=8):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(4, width), nn.ReLU())
+        self.roi_head = nn.Module()
+        self.roi_head.bbox_head = nn.Module()
+        self.roi_head.bbox_head.fc_cls = nn.Linear(width, num_classes + 1)
+        self.roi_head.bbox_head.fc_reg = nn.Linear(width, 4 * num_classes)
+
+
+def test_strict_refuses_a_checkpoint_of_another_architecture():
+    from projects.dap.dap.transfer import transfer_state_dict
+    model = ToyDetector(width=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    other = ToyDetector(num_classes=10, width=16).state_dict()
+    other['extra.weight'] = torch.zeros(1)
+    with pytest.raises(ValueError) as err:
+        transfer_state_dict(model, other, source='other.pth')
+    msg = str(err.value)
+    assert 'other.pth does not fit' in msg
+    assert "backbone.0.weight checkpoint (16, 4) vs model (8, 4)" in msg
+    assert 'checkpoint tensor not in the model: extra.weight' in msg
+    for k, v in model.state_dict().items():  # nothing was changed
+        assert torch.equal(v, before[k])
+
+    # strict=False loads what fits and reports the rest
+    del other['backbone.0.bias']
+    report = transfer_state_dict(model, other, strict=False)
+    assert report.missing == ['backbone.0.bias']
+    assert report.unused == ['extra.weight']
+    assert [m[0] for m in report.mismatched] == ['backbone.0.weight']
+    assert report.transferred == []
+
+
+class ToyModel(ToyDetector):
+    """A ToyDetector the mmengine Runner can train."""
+
+    def forward(self, inputs, labels, mode='tensor'):
+        feat = self.backbone(inputs)
+        out = self.roi_head.bbox_head.fc_cls(feat).sum(1)
+        return dict(loss=((out - labels)**2).mean())
+
+    def train_step(self, data, optim_wrapper):
+        losses = self(*data, mode='loss')
+        optim_wrapper.update_params(losses['loss'])
+        return losses
+
+
+def _toy_runner(work_dir, load_from=None, resume=False, max_epochs=1,
+                **cfg):
+    from projects.dap.dap.transfer import DetectorTransferRunner
+    torch.manual_seed(0)
+    data = [(torch.randn(4), torch.randn(())) for _ in range(8)]
+    return DetectorTransferRunner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=data,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'),
+            batch_size=4),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                           interval=1)),
+        load_from=load_from,
+        resume=resume,
+        default_scope='mmengine',
+        # unique: runners of one process share loggers by experiment name
+        experiment_name=f'{osp.basename(str(work_dir))}_{resume}',
+        cfg=dict(cfg))
+
+
+def test_runner_transfers_then_resumes_normally(tmp_path):
+    pre = ToyDetector(num_classes=7).state_dict()  # another class count
+    pre_path = tmp_path / 'pre.pth'
+    torch.save(dict(meta=dict(iter=500, epoch=3), state_dict=pre), pre_path)
+
+    runner = _toy_runner(tmp_path / 'a', load_from=str(pre_path))
+    runner.train()
+    assert runner.iter == 2  # from 0, not from the checkpoint's 500
+    log = open(osp.join(runner.log_dir,
+                        f'{runner.timestamp}.log')).read()
+    assert 'Whole-detector transfer from' in log
+    assert 'roi_head.bbox_head.fc_cls.weight: checkpoint (8, 8) -> model ' \
+        '(4, 8)' in log
+    ckpt = _load(tmp_path / 'a' / 'epoch_1.pth')
+    assert ckpt['optimizer']['state']  # a real training checkpoint
+
+    # resume continues the fine-tuning run: optimizer state, iteration
+    resumed = _toy_runner(tmp_path / 'b', load_from=str(
+        tmp_path / 'a' / 'epoch_1.pth'), resume=True, max_epochs=2)
+    resumed.train()
+    assert resumed.iter == 4 and resumed.epoch == 2
+    log = open(osp.join(resumed.log_dir,
+                        f'{resumed.timestamp}.log')).read()
+    assert 'resumed epoch: 1, iter: 2' in log
+    assert 'Whole-detector transfer' not in log
+
+
+def test_runner_options_and_clear_errors(tmp_path):
+    pre = ToyDetector(num_classes=3).state_dict()
+    pre_path = tmp_path / 'same.pth'
+    torch.save(pre, pre_path)  # a bare state dict works too
+    runner = _toy_runner(tmp_path / 'w', load_from=str(pre_path))
+    runner._init_model_weights()
+    report = runner.transfer_checkpoint(str(pre_path))
+    # same class count: fc_cls / fc_reg kept because the shapes match
+    assert len(report.kept) == 4 and not report.reinitialised
+    # ...unless keep_matching_shapes=False
+    runner = _toy_runner(tmp_path / 'w1', load_from=str(pre_path),
+                         transfer_cfg=dict(keep_matching_shapes=False))
+    runner._init_model_weights()
+    fresh = runner.model.roi_head.bbox_head.fc_cls.weight.detach().clone()
+    report = runner.transfer_checkpoint(str(pre_path))
+    assert len(report.reinitialised) == 4 and not report.kept
+    assert torch.equal(runner.model.roi_head.bbox_head.fc_cls.weight, fresh)
+    assert torch.equal(runner.model.backbone[0].weight,
+                       pre['backbone.0.weight'])
+
+    runner = _toy_runner(tmp_path / 'w2', load_from=str(tmp_path / 'no.pth'))
+    with pytest.raises(FileNotFoundError, match='--cfg-options load_from'):
+        runner.train()
+    runner = _toy_runner(tmp_path / 'w3', load_from=str(pre_path),
+                         transfer_cfg=dict(stict=False))
+    with pytest.raises(ValueError, match='unknown transfer_cfg keys'):
+        runner.train()
+
+
+def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
+    from mmengine.config import Config
+    from projects.dap.dap.transfer import apply_fewshot_schedule
+
+    voc = Config.fromfile(
+        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_fewshot_voc07.py'))
+    root = tmp_path / 'VOCdevkit'
+    main_dir = root / 'VOC2007' / 'ImageSets' / 'Main'
+    main_dir.mkdir(parents=True)
+    (main_dir / 'trainval_5shot_seed2.txt').write_text(
+        ''.join(f'{i:06d}\n' for i in range(50)))
+    voc.train_dataloader.dataset.data_root = str(root)
+    voc.merge_from_dict({'fewshot.shot': 5, 'fewshot.seed': 2,
+                         'fewshot.min_iters': 10})
+    lines = apply_fewshot_schedule(voc)
+    # ceil(14 epochs * 50 images / 16) = 44 > 10; step at 10/14 * 44 = 31.4
+    assert voc.train_cfg == dict(type='IterBasedTrainLoop', max_iters=44,
+                                 val_interval=44)
+    warmup, step = voc.param_scheduler
+    assert warmup['end'] == 44 and not warmup['by_epoch']
+    assert step['milestones'] == [31] and step['end'] == 44
+    assert step['by_epoch'] is False
+    assert voc.default_hooks.checkpoint.interval == 44
+    assert voc.default_hooks.checkpoint.by_epoch is False
+    assert voc.log_processor.by_epoch is False
+    assert voc.train_dataloader.dataset.ann_file == \
+        'VOC2007/ImageSets/Main/trainval_5shot_seed2.txt'
+    assert 'with 50 images; 44 iterations' in lines[0]
+
+    coco = Config.fromfile(
+        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_cls-in1k_fewshot_coco.py'))
+    (tmp_path / 'annotations').mkdir()
+    with open(tmp_path / 'annotations' /
+              'instances_train2017_10shot_seed0.json', 'w') as f:
+        json.dump(dict(images=[dict(id=i) for i in range(100)],
+                       annotations=[], categories=[]), f)
+    coco.train_dataloader.dataset.data_root = str(tmp_path)
+    apply_fewshot_schedule(coco)  # k=10, seed 0, min_iters 1000: defaults
+    assert coco.train_cfg.max_iters == 1000  # ceil(12 * 100 / 16) = 75
+    assert coco.param_scheduler[1]['milestones'] == [667, 917]
+    coco.fewshot.min_iters = 10
+    coco.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12)
+    coco.param_scheduler[1].update(milestones=[8, 11], end=12, by_epoch=True)
+    apply_fewshot_schedule(coco)
+    assert coco.train_cfg.max_iters == 75
+    assert coco.param_scheduler[1]['milestones'] == [50, 69]
+
+    # a split that was not made: testing works, training refuses
+    missing = Config.fromfile(
+        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_fewshot_voc07.py'))
+    missing.train_dataloader.dataset.data_root = str(root)
+    missing.fewshot.shot = 20
+    assert apply_fewshot_schedule(missing) == []
+    assert 'make_fewshot_splits.py' in missing.fewshot.missing
+    assert missing.train_cfg.type == 'EpochBasedTrainLoop'
