@@ -89,8 +89,8 @@ def load_voc_gt(folder: str) -> Dict[str, np.ndarray]:
                 if bb is None:
                     continue
                 boxes.append([
-                    float(bb.findtext(t)) for t in ('xmin', 'ymin', 'xmax',
-                                                     'ymax')
+                    float(bb.findtext(t))
+                    for t in ('xmin', 'ymin', 'xmax', 'ymax')
                 ])
             arr = np.asarray(boxes, np.float64).reshape(-1, 4)
             # the folder layout (e.g. n01440764/n01440764_10026) is the

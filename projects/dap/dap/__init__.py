@@ -8,10 +8,13 @@ and allow-lists the globals mmengine checkpoints need for ``torch.load`` with
 from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                        image_list_fingerprint, merge_shards, write_box_file,
                        write_box_file_arrays)
+from .cam_box_metric import CAMBoxMetric
+from .cam_transforms import LoadImageForCAM, decode_image
 from .datasets import (ImageNetPseudoBoxDataset, LoadImageRandomChoiceResize,
                        decode_resized)
-from .transfer import (DetectorTransferRunner, TransferReport,
-                       apply_fewshot_schedule, transfer_state_dict)
+from .hooks import CAMBoxHook, CAMBoxRunError
+from .models import CAMBoxConfigError, CAMBoxGenerator
+from .samplers import ResumableSampler
 from .utils import (load_checkpoint_safely, register_safe_globals,
                     safe_checkpoint_globals)
 
@@ -23,6 +26,7 @@ __all__ = [
     'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
     'decode_resized', 'load_checkpoint_safely', 'register_safe_globals',
     'safe_checkpoint_globals',
-    'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
-    'transfer_state_dict'
+    'CAMBoxMetric', 'LoadImageForCAM', 'decode_image', 'CAMBoxHook',
+    'CAMBoxRunError', 'CAMBoxConfigError', 'CAMBoxGenerator',
+    'ResumableSampler'
 ]

@@ -1,0 +1,4 @@
+# DAP step 2: CAM pseudo boxes for ImageNet-1K from a ResNet-50 classifier.
+_base_ = ['./cam-boxes_resnet101_8xb32_in1k.py']
+
+model = dict(classifier=dict(backbone=dict(depth=50)))
