@@ -205,3 +205,67 @@ def test_classifier_keys_load_into_the_detector_backbone():
     cls = ClsResNet(depth=50).state_dict()
     assert det.keys() == cls.keys()
     assert all(det[k].shape == cls[k].shape for k in det)
+
+
+# The DAP poster's numbers (Faster R-CNN R50-FPN), as in the reference.
+PAPER_FULL = {  # (kind, pre-training): (VOC07 test AP50, COCO val box AP)
+    ('cls', 'in1k'): (77.36, 36.73), ('dap', 'in1k'): (79.93, 37.25),
+    ('cls', 'in22k'): (80.74, 38.87), ('dap', 'in22k'): (84.24, 39.57)}
+PAPER_FEWSHOT = {  # k = 5, 10, 20, 50, 100
+    ('cls', 'in1k', 'voc07'): [26.7, 40.8, 52.8, 63.3, 70.6],
+    ('dap', 'in1k', 'voc07'): [40.1, 52.0, 60.5, 67.9, 71.8],
+    ('cls', 'in22k', 'voc07'): [31.2, 43.5, 58.8, 70.0, 75.3],
+    ('dap', 'in22k', 'voc07'): [50.7, 59.7, 68.3, 73.8, 77.4],
+    ('cls', 'in1k', 'coco'): [7.1, 9.9, 13.3, 16.7, 19.6],
+    ('dap', 'in1k', 'coco'): [9.8, 12.2, 14.5, 17.6, 20.5],
+    ('cls', 'in22k', 'coco'): [8.4, 12.4, 15.9, 20.1, 23.9],
+    ('dap', 'in22k', 'coco'): [13.1, 15.5, 18.3, 21.7, 25.2]}
+
+
+def test_metafile_links_models_and_marks_paper_numbers():
+    import yaml
+    with open(osp.join(REPO, 'projects', 'dap', 'metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    assert [c['Name'] for c in meta['Collections']] == ['DAP']
+    models = {m['Name']: m for m in meta['Models']}
+    assert len(models) == len(meta['Models'])  # names are unique
+    configs = sorted(glob.glob(osp.join(STEP3, 'dap_*.py'))) + LEAVES
+    assert sorted(models) == sorted(
+        osp.splitext(osp.basename(p))[0] for p in configs)
+    parents = {}
+    for name, model in models.items():
+        assert model['In Collection'] == 'DAP'
+        assert osp.isfile(osp.join(REPO, model['Config'])), name
+        assert model['Weights'] is None  # nothing published yet
+        for child in model.get('Downstream', []):
+            assert child in models, child
+            parents.setdefault(child, []).append(name)
+    for name, model in models.items():
+        if name.startswith('dap_'):
+            assert model['Results'] is None
+            continue
+        backbone, kind, pretrain, dataset = _parts(name + '.py')
+        pre = model['Metadata']['Pre-trained Model']
+        if kind == 'dap':
+            # downstream of exactly its step-3 parent, both ways
+            parent = f'dap_faster-rcnn_{backbone}_fpn_1e_{pretrain}'
+            assert parents[name] == [parent] and pre == parent
+        else:
+            assert name not in parents and 'classifier' in pre
+        results = model['Results'] or []
+        metrics = {k: v for r in results for k, v in r['Metrics'].items()}
+        # only the paper's numbers, each marked as such
+        assert all(k.endswith(' (paper)') for k in metrics), metrics
+        if 'fewshot' in name:
+            expected = PAPER_FEWSHOT[(kind, pretrain, dataset)]
+            metric = 'AP50' if dataset == 'voc07' else 'box AP'
+            assert metrics == {f'{metric} {k}-shot (paper)': v for k, v in
+                               zip((5, 10, 20, 50, 100), expected)}
+        elif backbone == 'r50' and dataset == 'voc07':
+            assert metrics == {'AP50 (paper)': PAPER_FULL[(kind,
+                                                           pretrain)][0]}
+        elif backbone == 'r50' and dataset == 'coco':
+            assert metrics == {'box AP (paper)': PAPER_FULL[(kind,
+                                                             pretrain)][1]}
+        else:  # no paper number for R101 or VOC0712
+            assert metrics == {}
