@@ -56,7 +56,7 @@ def reference_fit(cam, thresholds=THRESHOLDS, bias=0.22, k=4, ratio=0.5,
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, iw - 1)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, ih - 1)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    ref = areas[0] if areas[0] > 0 else areas.max()
+    ref = areas[0] if areas[0] > 1e-9 * areas.max() else areas.max()
     scores = areas / ref if ref > 0 else np.ones(len(areas))
     if nms_iou is None:
         return boxes, scores, ths
@@ -73,7 +73,9 @@ def iou(a, b):
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) *
              (b[3] - b[1]) - iw * ih)
-    return iw * ih / union if union > 0 else 0.0
+    if union <= 0:  # two empty boxes: duplicates or not
+        return float(np.array_equal(a, b))
+    return iw * ih / union
 
 
 def smooth_cam(rng, height, width, sigma=None):
@@ -331,6 +333,26 @@ def test_image_sizes_scale_and_clip_before_scoring():
     one = fit_cam_boxes_with_thresholds(maps[0], image_hw=sizes[0])
     for a, b in zip(one, results[0]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_first_box_clipped_to_nothing():
+    # A 576 x 577 image: the 576-scale grid has 19 columns of 32 pixels, the
+    # last one starts at x = 576 = W - 1, so a box in it is clipped empty.
+    cam = np.zeros((18, 19))
+    cam[5:8, 18] = 1.0  # rectangle area 3: the first box at every threshold
+    cam[10, 3:5] = 0.9  # rectangle area 2 >= 1.5: kept too
+    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577),
+                                        nms_iou=None)
+    assert len(res.boxes) == 8
+    empty = res.boxes[0::2]
+    np.testing.assert_array_equal(empty[:, [0, 2]], 576)
+    # The first box is empty: scores are relative to the largest box.
+    np.testing.assert_array_equal(res.scores, [0, 1] * 4)
+    nms = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577))
+    # Identical empty boxes are duplicates; the rest are NMS-ed as usual.
+    np.testing.assert_array_equal(nms.boxes, res.boxes[[1, 0]])
+    np.testing.assert_array_equal(nms.scores, [1, 0])
+    assert_same(nms, reference_fit(cam, image_hw=(576, 577)), atol=1e-12)
 
 
 # --------------------------------------------------------------------------

@@ -14,13 +14,18 @@ The original algorithm, per map and per threshold ``t`` (in the given order):
    ``x1 = cx + 0.5 - w / 2``, ``x2 = x1 + w`` (cell ``i`` spans
    ``[i, i + 1]``), same for y.
 
-Score of a box = its area / the area of the first raw box.  Greedy NMS in
+Score of a box = its area / the area of the first raw box (with
+``image_hw``, boxes are scaled to pixels and clipped first, as in the
+original; should clipping leave the first box empty, i.e. with less than
+1e-9 of the largest box's area, the largest box is the reference, and if all
+are empty every score is 1).  Greedy NMS in
 descending score order (larger boxes win) with the standard xyxy IoU (no
 ``+1``); a box is suppressed when its IoU with a kept box is ``> nms_iou``.
 Exact ties must not be decided by rounding noise (one component found at
 several thresholds gives the same box several times; mirror-image blobs
 give equal areas), so scores equal to 9 decimals keep the raw order and an
-IoU within 1e-9 of ``nms_iou`` counts as equal to it.
+IoU within 1e-9 of ``nms_iou`` counts as equal to it.  Two empty boxes
+overlap (IoU 1) only if they are identical.
 
 Degenerate maps, which the original never defined (it divided by zero):
 
@@ -52,6 +57,9 @@ _CHUNK_CELLS = 1 << 15
 # blobs) must not be decided by rounding noise.
 _TIE_DIGITS = 9
 _IOU_TOL = 1e-9
+# A first box with less than this fraction of the largest box's area counts
+# as clipped to nothing (rounding decides between 0 and 1e-13 there).
+_EMPTY = 1e-9
 
 #: Threshold reported for the whole-map fallback box (no threshold made it).
 FALLBACK_THRESHOLD = -1.0
@@ -142,7 +150,8 @@ def _label_runs(run_key: np.ndarray, run_x0: np.ndarray,
     offset = np.zeros(run_key.size, dtype=np.int64)
     np.cumsum(count[:-1], out=offset[1:])
     dst = np.repeat(key_first[below] - offset, count) + np.arange(src.size)
-    touch = (run_x0[dst] < run_x1[src]) & (run_x0[src] < run_x1[dst])
+    touch = np.flatnonzero((run_x0[dst] < run_x1[src])
+                           & (run_x0[src] < run_x1[dst]))
     src, dst = src[touch], dst[touch]
     # First hook: every run onto its leftmost upper neighbour (src < dst),
     # which already joins most components into chains.
@@ -151,12 +160,12 @@ def _label_runs(run_key: np.ndarray, run_x0: np.ndarray,
     while True:
         while True:  # pointer jumping until every run points at a root
             jumped = parent[parent]
+            parent = jumped[jumped]
             if np.array_equal(jumped, parent):
                 break
-            parent = jumped
         pu, pv = parent[src], parent[dst]
-        diff = pu != pv
-        if not diff.any():
+        diff = np.flatnonzero(pu != pv)
+        if not diff.size:
             return parent
         # Roots only ever merge, so edges inside one tree are done for good.
         src, dst, pu, pv = src[diff], dst[diff], pu[diff], pv[diff]
@@ -186,8 +195,8 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     n_rows = int(hs.sum()) + num
     rows = np.full((n_rows, width + 1), np.nan)
     # Maps come sorted by width: copy each run of equal widths in one go.
-    group = np.flatnonzero(np.diff(ws)) + 1
-    for g0, g1 in zip(np.r_[0, group], np.r_[group, num]):
+    group = (np.flatnonzero(np.diff(ws)) + 1).tolist()
+    for g0, g1 in zip([0] + group, group + [num]):
         sep = rows[-1:, :ws[g0]]
         block = np.concatenate([a for m in maps[g0:g1] for a in (m, sep)])
         rows[starts[g0]:starts[g0] + len(block), :ws[g0]] = block
@@ -282,7 +291,7 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     b = np.minimum(run_x1[run], x0 + rw[pair_rect])
     # Drop runs outside the rectangle: the same cells then always give the
     # same sums, bit for bit, whatever the runs around them look like.
-    inside = b > a
+    inside = np.flatnonzero(b > a)
     a, b, pair_rect = a[inside], b[inside], pair_rect[inside]
     prow = row[pair_row[inside]]
     vals = np.empty((5, prow.size))
@@ -420,21 +429,21 @@ def fit_cam_boxes_batched(
         boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, (ih - 1)[:, None])
 
     # Scores relative to the first raw box of each image.  Clipping to the
-    # image can make that box empty: then use the image's largest box, and
-    # give every box score 1 if all are empty.
+    # image can make that box empty (up to rounding): then use the image's
+    # largest box, and give every box score 1 if all are empty.
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     counts = np.bincount(img, minlength=num)
     first = np.zeros(num, dtype=np.int64)
     np.cumsum(counts[:-1], out=first[1:])
-    ref = area[first]
-    ref = np.where(ref > 0, ref, np.maximum.reduceat(area, first))
+    ref, largest = area[first], np.maximum.reduceat(area, first)
+    ref = np.where(ref > _EMPTY * largest, ref, largest)
     ref = ref[img]
     scores = np.where(ref > 0, area / np.where(ref > 0, ref, 1.0), 1.0)
 
     if nms_iou is not None:
         keep = _batched_nms(img, boxes, scores, first, counts, nms_iou)
-        img, boxes, scores, ths = img[keep], boxes[keep], scores[keep], \
-            ths[keep]
+        img, boxes, scores, ths = (a[keep] for a in (img, boxes, scores,
+                                                     ths))
         counts = np.bincount(img, minlength=num)
 
     split = np.cumsum(counts)[:-1]
@@ -472,7 +481,9 @@ def _batched_nms(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area[pi] + area[pj] - inter
     over = inter > (iou_thr + _IOU_TOL) * union
-    over &= union > 0
+    # Boxes clipped to nothing (zero area): only exact duplicates overlap.
+    empty = union <= 0
+    over[empty] = (bi[empty] == bj[empty]).all(axis=1)
     pi, pj = pi[over], pj[over]
     keep = np.ones(img.size, dtype=bool)
     if pi.size:

@@ -167,8 +167,8 @@ class CAMExtractor:
         self.stride = int(stride)
         if self.stride < 1:
             raise ValueError(f'stride must be positive, got {stride!r}')
-        self.fusion_scale = max(self.scales) if fusion_scale is None else \
-            int(fusion_scale)
+        self.fusion_scale = (max(self.scales) if fusion_scale is None else
+                             int(fusion_scale))
         if self.fusion_scale not in self.scales:
             raise ValueError(f'fusion_scale {fusion_scale} is not one of the '
                              f'scales {self.scales}')
