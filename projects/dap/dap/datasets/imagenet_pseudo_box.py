@@ -3,13 +3,19 @@
 ImageNet-22K has 14M images.  mmengine's ``BaseDataset`` builds one Python
 dict per image and pickles them all up front, in every rank (mmdet #11318:
 tens of GB of host RAM).  This dataset keeps nothing per image in Python:
-the memory-mapped arrays of the pseudo-box file *are* the image list (after
-checking that the file was made for this list), and every sample is read
-from them when it is asked for.  Ranks on one node share the mapped pages.
+the arrays of the pseudo-box file *are* the image list (after checking that
+the file was made for this list), and every sample is read from them when
+it is asked for.  Rows are read with ``os.pread`` rather than through the
+memory map: a mapped page stays in the process's resident set once touched
+(with the kernel's fault-around, 64 KB per touch), so over an epoch every
+worker would map the whole file; read through the page cache, the file is
+shared by all ranks and workers and the resident set stays flat.
 """
 import copy
 import hashlib
 import logging
+import mmap
+import os
 import os.path as osp
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -25,7 +31,7 @@ from ..box_file import BoxFileError, PseudoBoxFile
 
 # mmpretrain's ImageNet.IMG_EXTENSIONS: the files its folder scan keeps.
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
-_READ_BLOCK = 16 << 20  # bytes read at a time from an annotation file
+_READ_BLOCK = 4 << 20  # bytes read at a time from an annotation file
 
 
 class _ImageListDigest:
@@ -69,6 +75,75 @@ class _ImageListDigest:
             self._digest.update(chunk.astype('<i8').tobytes())
         self._labels = []
         return self._digest.hexdigest()
+
+
+class _RowReader:
+    """Reads rows of the box file's ``.npy`` members with ``os.pread``.
+
+    Members that are not plain file-backed memory maps (never the case for
+    :meth:`PseudoBoxFile.open`) are read through the array instead.
+    """
+
+    MEMBERS = ('keys', 'sizes', 'labels', 'offsets', 'boxes', 'scores')
+
+    def __init__(self, box: PseudoBoxFile) -> None:
+        self._box = box
+        self._layout = {}
+        for name in self.MEMBERS:
+            arr = getattr(box, name)
+            if isinstance(arr, np.memmap) and arr.filename and \
+                    arr.flags.c_contiguous:
+                row_shape = arr.shape[1:]
+                row_bytes = arr.dtype.itemsize * int(np.prod(row_shape))
+                self._layout[name] = (arr.filename, int(arr.offset),
+                                      arr.dtype, row_shape, row_bytes,
+                                      len(arr))
+        self._fds = {}
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        layout = self._layout.get(name)
+        if layout is None:
+            return np.array(getattr(self._box, name)[start:stop])
+        path, offset, dtype, row_shape, row_bytes, length = layout
+        if not 0 <= start <= stop <= length:
+            raise BoxFileError(f'{path}: rows {start}:{stop} outside '
+                               f'[0, {length}]')
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(path, os.O_RDONLY)
+        size = (stop - start) * row_bytes
+        data = os.pread(fd, size, offset + start * row_bytes)
+        if len(data) != size:
+            raise BoxFileError(f'{path} is shorter than its header says '
+                               '(truncated while in use?)')
+        return np.frombuffer(data, dtype).reshape((stop - start, ) +
+                                                  row_shape)
+
+    def __getstate__(self) -> dict:  # file descriptors stay behind
+        return dict(self.__dict__, _fds={})
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def _release_mapped_pages(box: PseudoBoxFile) -> None:
+    """Unmap the pages that opening / validating touched (they stay in the
+    page cache); reads go through :class:`_RowReader` from then on."""
+    for name in _RowReader.MEMBERS + ('status', 'thresholds'):
+        handle = getattr(getattr(box, name, None), '_mmap', None)
+        if handle is not None and hasattr(handle, 'madvise'):
+            try:
+                handle.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # pragma: no cover
+                pass
 
 
 def _parse_ann_lines(lines: List[bytes], first_line: int,
@@ -172,6 +247,7 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
         self.min_box_size = float(min_box_size)
         self.verify_image_list = verify_image_list
         self._box: Optional[PseudoBoxFile] = None
+        self._rows: Optional[_RowReader] = None
         self._skip = np.zeros(0, np.int64)
         self._subset: Optional[np.ndarray] = None
         self._length = 0
@@ -205,6 +281,8 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
         # the i-th usable image is i + #(failed f_m with f_m - m <= i)
         self._skip = failed - np.arange(len(failed), dtype=np.int64)
         self._box = box
+        self._rows = _RowReader(box)
+        _release_mapped_pages(box)
         self._length = box.num_images - len(failed)
         self._subset = None
         if self._indices is not None:
@@ -348,11 +426,11 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
         if not self._fully_initialized:
             self.full_init()
         row = self._box_index(idx)
-        box = self._box
-        width, height = (int(v) for v in box.sizes[row])
-        label = int(box.labels[row])
-        start, stop = int(box.offsets[row]), int(box.offsets[row + 1])
-        key = bytes(box.keys[row]).decode('utf-8')
+        box, rows = self._box, self._rows
+        width, height = rows.rows('sizes', row, row + 1)[0].tolist()
+        label = int(rows.rows('labels', row, row + 1)[0])
+        start, stop = (int(v) for v in rows.rows('offsets', row, row + 2))
+        key = bytes(rows.rows('keys', row, row + 1)[0]).decode('utf-8')
         if stop < start or stop > box.num_boxes:
             raise BoxFileError(
                 f'{self.box_file}: bad box offsets {start}:{stop} for '
@@ -361,23 +439,23 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
             raise BoxFileError(
                 f'{self.box_file}: image {row} ({key}) has label {label}, '
                 f'outside [0, {box.num_classes})')
-        boxes = np.array(box.boxes[start:stop], dtype=np.float32)
+        boxes = rows.rows('boxes', start, stop).astype(np.float32)
         if self.min_box_size > 0 and len(boxes):
             keep = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box_size) & \
                 ((boxes[:, 3] - boxes[:, 1]) >= self.min_box_size)
-            rows = np.flatnonzero(keep)
+            keep_rows = np.flatnonzero(keep)
         else:
-            rows = np.arange(len(boxes))
+            keep_rows = np.arange(len(boxes))
         if self.max_boxes_per_image is not None and \
-                len(rows) > self.max_boxes_per_image:
-            scores = np.asarray(box.scores[start:stop])[rows]
+                len(keep_rows) > self.max_boxes_per_image:
+            scores = self._rows.rows('scores', start, stop)[keep_rows]
             top = np.argsort(-scores, kind='stable')
-            rows = np.sort(rows[top[:self.max_boxes_per_image]])
+            keep_rows = np.sort(keep_rows[top[:self.max_boxes_per_image]])
         if self.class_agnostic:
             label = 0
         instances = [
             dict(bbox=b, bbox_label=label, ignore_flag=0)
-            for b in boxes[rows].tolist()
+            for b in boxes[keep_rows].tolist()
         ]
         return dict(
             img_path=osp.join(self.data_prefix['img'], key),
