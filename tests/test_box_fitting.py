@@ -19,8 +19,15 @@ CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity
 # --------------------------------------------------------------------------
 # Reference: the original algorithm written out literally, one map at a time.
 # --------------------------------------------------------------------------
-def reference_fit(cam, thresholds=THRESHOLDS, bias=0.22, k=4, ratio=0.5,
-                  nms_iou=0.8, image_hw=None, cam_scale=576, stride=32):
+def reference_fit(cam,
+                  thresholds=THRESHOLDS,
+                  bias=0.22,
+                  k=4,
+                  ratio=0.5,
+                  nms_iou=0.8,
+                  image_hw=None,
+                  cam_scale=576,
+                  stride=32):
     cam = np.asarray(cam, dtype=np.float64)
     height, width = cam.shape
     boxes, ths = [], []
@@ -71,8 +78,8 @@ def reference_fit(cam, thresholds=THRESHOLDS, bias=0.22, k=4, ratio=0.5,
 def iou(a, b):
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) *
-             (b[3] - b[1]) - iw * ih)
+    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) -
+             iw * ih)
     if union <= 0:  # two empty boxes: duplicates or not
         return float(np.array_equal(a, b))
     return iw * ih / union
@@ -81,8 +88,8 @@ def iou(a, b):
 def smooth_cam(rng, height, width, sigma=None):
     """A smooth random field, min-max normalised like the original."""
     sigma = rng.uniform(0.3, 4.0) if sigma is None else sigma
-    field = ndimage.gaussian_filter(rng.standard_normal((height, width)),
-                                    sigma)
+    field = ndimage.gaussian_filter(
+        rng.standard_normal((height, width)), sigma)
     field -= field.min()
     return field / field.max() if field.max() > 0 else field
 
@@ -111,9 +118,8 @@ def test_single_uniform_rectangle():
     # sqrt(5^2 - 1) = sqrt(24) = 4.898979... and sqrt(3^2 - 1) = sqrt(8).
     w, h = math.sqrt(24), math.sqrt(8)
     expected = [5.5 - w / 2, 3.5 - h / 2, 5.5 + w / 2, 3.5 + h / 2]
-    np.testing.assert_allclose(expected,
-                               [3.0505103, 2.0857864, 7.9494897, 4.9142136],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        expected, [3.0505103, 2.0857864, 7.9494897, 4.9142136], atol=1e-6)
     boxes, scores = fit_cam_boxes(cam)
     # The same box at all four thresholds: NMS keeps the first one.
     np.testing.assert_allclose(boxes, [expected], atol=1e-12)
@@ -132,17 +138,21 @@ def test_second_blob_kept_or_dropped_by_area_rule(side, kept):
     cam[1:4, 1:6] = 0.9  # 3 x 5: rectangle area 15
     cam[7:7 + side, 7:7 + side] = 0.8  # 2 x 2 = 4 < 7.5 or 3 x 3 = 9 >= 7.5
     raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
-    big = [3.5 - uniform_fit(5) / 2, 2.5 - uniform_fit(3) / 2,
-           3.5 + uniform_fit(5) / 2, 2.5 + uniform_fit(3) / 2]
+    big = [
+        3.5 - uniform_fit(5) / 2, 2.5 - uniform_fit(3) / 2,
+        3.5 + uniform_fit(5) / 2, 2.5 + uniform_fit(3) / 2
+    ]
     c = 7 + side / 2  # centre of the small blob's cells + 0.5
-    small = [c - uniform_fit(side) / 2, c - uniform_fit(side) / 2,
-             c + uniform_fit(side) / 2, c + uniform_fit(side) / 2]
+    small = [
+        c - uniform_fit(side) / 2, c - uniform_fit(side) / 2,
+        c + uniform_fit(side) / 2, c + uniform_fit(side) / 2
+    ]
     per_t = [big, small] if kept else [big]
     np.testing.assert_allclose(raw.boxes, per_t * 4, atol=1e-12)
     np.testing.assert_allclose(raw.thresholds,
                                np.repeat(THRESHOLDS, len(per_t)))
-    assert_same(fit_cam_boxes_with_thresholds(cam),
-                reference_fit(cam), atol=1e-12)
+    assert_same(
+        fit_cam_boxes_with_thresholds(cam), reference_fit(cam), atol=1e-12)
 
 
 def test_nested_thresholds_weight_the_moments():
@@ -166,8 +176,8 @@ def test_nested_thresholds_weight_the_moments():
     # NMS: the t=0.3 copy is suppressed by the t=0.2 box (IoU 1), the core
     # box has IoU 8 / outer^2 = 0.41 with it and stays.
     nms = fit_cam_boxes_with_thresholds(cam)
-    np.testing.assert_allclose(nms.boxes, [expected[0], expected[2]],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        nms.boxes, [expected[0], expected[2]], atol=1e-12)
     np.testing.assert_allclose(nms.thresholds, [0.2, 0.4])
 
 
@@ -177,8 +187,7 @@ def test_other_blobs_inside_the_rectangle_count():
     cam[1:6, 1] = 1.0  # ... left bar
     cam[1:6, 5] = 1.0  # ... right bar
     cam[4, 3] = 1.0  # a separate single cell inside the U's rectangle
-    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ),
-                                        nms_iou=None)
+    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ), nms_iou=None)
     # The U (13 cells) plus the inner cell (4, 3): 14 cells, equal weights.
     # x: column 1 and 5 hold 5 cells each, columns 2 and 4 one each (top
     # bar), column 3 two (top bar + inner cell): mean 3, sum of dx^2 =
@@ -186,8 +195,8 @@ def test_other_blobs_inside_the_rectangle_count():
     # y: row 1 holds 5 cells, rows 2, 3, 5 two each, row 4 three:
     # mean = (5 + 2*2 + 2*3 + 3*4 + 2*5) / 14 = 37 / 14.
     cy = 37 / 14
-    var_y = (5 * (1 - cy)**2 + 2 * (2 - cy)**2 + 2 * (3 - cy)**2 +
-             3 * (4 - cy)**2 + 2 * (5 - cy)**2) / 14
+    var_y = (5 * (1 - cy)**2 + 2 * (2 - cy)**2 + 2 * (3 - cy)**2 + 3 *
+             (4 - cy)**2 + 2 * (5 - cy)**2) / 14
     w, h = math.sqrt(12 * 3), math.sqrt(12 * var_y)
     u_box = [3.5 - w / 2, cy + 0.5 - h / 2, 3.5 + w / 2, cy + 0.5 + h / 2]
     # The inner cell is its own component: rectangle area 1 < 0.5 * 25.
@@ -199,8 +208,8 @@ def test_ties_in_rectangle_area_keep_raster_order():
     cam[4, 1:3] = 0.9  # 1 x 2, first cell (4, 1)
     cam[1, 6:8] = 0.9  # 1 x 2, first cell (1, 6): earlier in raster order
     cam[2:4, 4] = 0.9  # 2 x 1, first cell (2, 4)
-    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ),
-                                        max_per_threshold=2, nms_iou=None)
+    raw = fit_cam_boxes_with_thresholds(
+        cam, thresholds=(0.5, ), max_per_threshold=2, nms_iou=None)
     half = uniform_fit(2) / 2
     np.testing.assert_allclose(
         raw.boxes, [[7 - half, 1, 7 + half, 2], [4, 3 - half, 5, 3 + half]],
@@ -219,8 +228,8 @@ def test_nms_larger_box_wins_and_iou_threshold():
     cam = np.zeros((3, 9))
     cam[1, 2:7] = 0.3  # 5 cells above 0.2 ...
     cam[1, 3:7] = 0.6  # ... of which 4 exceed 0.5
-    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
-                                        nms_iou=None)
+    raw = fit_cam_boxes_with_thresholds(
+        cam, thresholds=(0.5, 0.2), nms_iou=None)
     assert len(raw.boxes) == 2
     # Both boxes are 1 high and the t=0.5 one lies inside the t=0.2 one,
     # so their IoU is the ratio of their widths.
@@ -228,13 +237,13 @@ def test_nms_larger_box_wins_and_iou_threshold():
     assert small < large
     np.testing.assert_allclose(raw.boxes[:, 1::2], [[1, 2], [1, 2]])
     ratio = small / large
-    both = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
-                                         nms_iou=ratio + 0.01)
+    both = fit_cam_boxes_with_thresholds(
+        cam, thresholds=(0.5, 0.2), nms_iou=ratio + 0.01)
     # Sorted by score: the larger box (score > 1) first.
     np.testing.assert_allclose(both.boxes, raw.boxes[::-1])
     np.testing.assert_allclose(both.scores, [large / small, 1])
-    one = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
-                                        nms_iou=ratio - 0.01)
+    one = fit_cam_boxes_with_thresholds(
+        cam, thresholds=(0.5, 0.2), nms_iou=ratio - 0.01)
     # The larger box wins even though its threshold came second.
     np.testing.assert_allclose(one.boxes, raw.boxes[1:])
     assert one.thresholds.tolist() == [0.2]
@@ -246,8 +255,7 @@ def test_constant_map_gives_the_whole_map(value, shape):
     cam = np.full(shape, value)
     for nms in (0.8, None):
         res = fit_cam_boxes_with_thresholds(cam, nms_iou=nms)
-        np.testing.assert_array_equal(res.boxes,
-                                      [[0, 0, shape[1], shape[0]]])
+        np.testing.assert_array_equal(res.boxes, [[0, 0, shape[1], shape[0]]])
         np.testing.assert_array_equal(res.scores, [1.0])
         np.testing.assert_array_equal(res.thresholds, [FALLBACK_THRESHOLD])
 
@@ -267,8 +275,10 @@ def test_thin_maps():
     assert len(raw.boxes) == 8
     np.testing.assert_allclose(raw.boxes[1], [4, 0, 5, 1])
     column = row.T.copy()
-    assert_same(fit_cam_boxes_with_thresholds(column),
-                reference_fit(column), atol=1e-12)
+    assert_same(
+        fit_cam_boxes_with_thresholds(column),
+        reference_fit(column),
+        atol=1e-12)
 
 
 # --------------------------------------------------------------------------
@@ -282,8 +292,9 @@ def random_maps(seed, num=300):
     ]
     # Quantised maps: plateaus, many exact ties and equal boxes.
     maps += [
-        np.round(rng.random((int(rng.integers(1, 12)),
-                             int(rng.integers(1, 12)))) * 4) / 4
+        np.round(
+            rng.random(
+                (int(rng.integers(1, 12)), int(rng.integers(1, 12)))) * 4) / 4
         for _ in range(num // 3)
     ]
     return maps
@@ -300,19 +311,23 @@ def test_random_maps_match_reference(seed, nms_iou):
 
 
 @pytest.mark.parametrize('params', [
-    dict(thresholds=(0.5, 0.1, 0.3), bias=0.0, max_per_threshold=2,
-         min_area_ratio=0.2),
-    dict(thresholds=(0.6, ), bias=1.0, max_per_threshold=1,
-         min_area_ratio=1.0),
+    dict(
+        thresholds=(0.5, 0.1, 0.3),
+        bias=0.0,
+        max_per_threshold=2,
+        min_area_ratio=0.2),
+    dict(
+        thresholds=(0.6, ), bias=1.0, max_per_threshold=1, min_area_ratio=1.0),
     dict(thresholds=(0.2, 0.3, 0.4, 0.5), min_area_ratio=0.0, nms_iou=0.3),
 ])
 def test_other_parameters_match_reference(params):
     maps = random_maps(7, 150)
-    ref_params = dict(thresholds=params['thresholds'],
-                      bias=params.get('bias', 0.22),
-                      k=params.get('max_per_threshold', 4),
-                      ratio=params['min_area_ratio'],
-                      nms_iou=params.get('nms_iou', 0.8))
+    ref_params = dict(
+        thresholds=params['thresholds'],
+        bias=params.get('bias', 0.22),
+        k=params.get('max_per_threshold', 4),
+        ratio=params['min_area_ratio'],
+        nms_iou=params.get('nms_iou', 0.8))
     for cam, got in zip(maps, fit_cam_boxes_batched(maps, **params)):
         assert_same(got, reference_fit(cam, **ref_params), atol=1e-9)
 
@@ -323,8 +338,9 @@ def test_image_sizes_scale_and_clip_before_scoring():
     maps = []
     for h, w in sizes:  # the 576-scale grid of an image of this size
         scale = 576 / min(h, w)
-        maps.append(smooth_cam(rng, math.ceil(round(h * scale) / 32),
-                               math.ceil(round(w * scale) / 32)))
+        maps.append(
+            smooth_cam(rng, math.ceil(round(h * scale) / 32),
+                       math.ceil(round(w * scale) / 32)))
     results = fit_cam_boxes_batched(maps, image_hw=sizes)
     for cam, hw, got in zip(maps, sizes, results):
         assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
@@ -341,8 +357,7 @@ def test_first_box_clipped_to_nothing():
     cam = np.zeros((18, 19))
     cam[5:8, 18] = 1.0  # rectangle area 3: the first box at every threshold
     cam[10, 3:5] = 0.9  # rectangle area 2 >= 1.5: kept too
-    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577),
-                                        nms_iou=None)
+    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577), nms_iou=None)
     assert len(res.boxes) == 8
     empty = res.boxes[0::2]
     np.testing.assert_array_equal(empty[:, [0, 2]], 576)
@@ -373,24 +388,27 @@ def test_batched_equals_single_exactly():
 
 def test_padded_batch_and_torch_inputs():
     rng = np.random.default_rng(5)
-    maps = [smooth_cam(rng, int(h), int(w))
-            for h, w in rng.integers(1, 25, (40, 2))]
+    maps = [
+        smooth_cam(rng, int(h), int(w))
+        for h, w in rng.integers(1, 25, (40, 2))
+    ]
     hw = np.array([m.shape for m in maps])
     padded = np.full((len(maps), hw[:, 0].max(), hw[:, 1].max()), 7.0)
     for m, p in zip(maps, padded):
         p[:m.shape[0], :m.shape[1]] = m
     want = fit_cam_boxes_batched(maps)
     for got in (fit_cam_boxes_batched(padded, valid_hw=hw),
-                fit_cam_boxes_batched(torch.from_numpy(padded),
-                                      valid_hw=torch.from_numpy(hw)),
+                fit_cam_boxes_batched(
+                    torch.from_numpy(padded), valid_hw=torch.from_numpy(hw)),
                 fit_cam_boxes_batched([torch.from_numpy(m) for m in maps])):
         for a, b in zip(got, want):
             for x, y in zip(a, b):
                 np.testing.assert_array_equal(x, y)
     # float32 tensors are widened to float64 exactly.
     m32 = torch.from_numpy(maps[0]).float()
-    for a, b in zip(fit_cam_boxes_with_thresholds(m32),
-                    fit_cam_boxes_with_thresholds(m32.numpy())):
+    for a, b in zip(
+            fit_cam_boxes_with_thresholds(m32),
+            fit_cam_boxes_with_thresholds(m32.numpy())):
         np.testing.assert_array_equal(a, b)
     # A padded batch without valid_hw uses the whole padded maps.
     full = fit_cam_boxes_batched(padded[:3])
@@ -406,10 +424,10 @@ def test_scale_boxes_to_image():
     # 400 x 300 image (W x H): a cell is 32 * 300 / 576 = 16.6667 pixels.
     out = scale_boxes_to_image(boxes, width=400, height=300)
     c = 32 * 300 / 576
-    np.testing.assert_allclose(
-        out, [[c, 2 * c, 3 * c, 4 * c], [0, 10 * c, 399, 299]])
-    out = scale_boxes_to_image(torch.tensor(boxes), 400, 300, cam_scale=288,
-                               stride=16)
+    np.testing.assert_allclose(out, [[c, 2 * c, 3 * c, 4 * c],
+                                     [0, 10 * c, 399, 299]])
+    out = scale_boxes_to_image(
+        torch.tensor(boxes), 400, 300, cam_scale=288, stride=16)
     np.testing.assert_allclose(out[0], [c, 2 * c, 3 * c, 4 * c])
 
 

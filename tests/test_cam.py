@@ -50,10 +50,10 @@ def tiny_resnet(num_classes=5, seed=0):
     model = ImageClassifier(
         backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes,
-                  in_channels=512),
-        data_preprocessor=dict(mean=[120.0, 110.0, 100.0],
-                               std=[60.0, 50.0, 40.0]))
+        head=dict(
+            type='LinearClsHead', num_classes=num_classes, in_channels=512),
+        data_preprocessor=dict(
+            mean=[120.0, 110.0, 100.0], std=[60.0, 50.0, 40.0]))
     return model.eval()
 
 
@@ -72,7 +72,8 @@ def test_compute_cam_matches_hand_einsum():
     np.testing.assert_allclose(cam.numpy(), want, rtol=1e-12)
     np.testing.assert_allclose(
         compute_cam(feat, weight, None, torch.tensor([4, 1])).numpy(),
-        want - bias.numpy()[[4, 1], None, None], rtol=1e-12)
+        want - bias.numpy()[[4, 1], None, None],
+        rtol=1e-12)
     with pytest.raises(ValueError, match='labels'):
         compute_cam(feat, weight, bias, [1])
     with pytest.raises(ValueError, match='channels'):
@@ -88,10 +89,9 @@ def test_normalize_cam():
     # Cells outside the mask (batch padding) neither count nor survive.
     mask = torch.tensor([[True, True], [False, True]])
     # Valid cells 1, 3, 2: min 1, max 3.
-    np.testing.assert_allclose(normalize_cam(cam[0], mask),
-                               [[0, 1], [0, 0.5]])
-    out = normalize_cam(torch.tensor([[2.0, 7.0, 3.0]]),
-                        torch.tensor([[True, False, True]]))
+    np.testing.assert_allclose(normalize_cam(cam[0], mask), [[0, 1], [0, 0.5]])
+    out = normalize_cam(
+        torch.tensor([[2.0, 7.0, 3.0]]), torch.tensor([[True, False, True]]))
     np.testing.assert_allclose(out, [[0, 0, 1]])
 
 
@@ -101,8 +101,8 @@ def test_constant_cam_gives_the_whole_map_box():
     np.testing.assert_array_equal(boxes, [[0, 0, 7, 5]])
     np.testing.assert_array_equal(scores, [1])
     # Through the extractor: a classifier whose features are constant.
-    extractor = CAMExtractor(BrightnessClassifier(constant=True),
-                             scales=(64, 128))
+    extractor = CAMExtractor(
+        BrightnessClassifier(constant=True), scales=(64, 128))
     image = torch.randint(0, 255, (3, 70, 100), dtype=torch.uint8)
     fused = extractor([image], [0])[0]
     assert torch.equal(fused, torch.zeros(4, 6))
@@ -122,8 +122,8 @@ def test_fuse_2x2_into_4x4_by_hand():
     # source columns 0, 0, 1, 1, 2.
     fused = fuse_cams(torch.tensor([[0.0, 1.0, 2.0]]), torch.zeros(1, 5))
     np.testing.assert_allclose(fused, [[0, 0, 0.5, 0.5, 1]])
-    batched = fuse_cams(small[None].repeat(2, 1, 1), large[None].repeat(2, 1,
-                                                                        1))
+    batched = fuse_cams(small[None].repeat(2, 1, 1),
+                        large[None].repeat(2, 1, 1))
     assert batched.shape == (2, 4, 4)
 
 
@@ -141,21 +141,23 @@ def test_flip_average_equals_average_of_flipped_cams():
     plain = CAMExtractor(model, scales=(64, ), flip=False)
     x = both.preprocess(image.float(), True, 64)[None]
     assert x.shape == (1, 3, 64, 96)  # 64 x 92 padded to 32
-    cam_flip_avg = compute_cam(both.features(x), both.fc.weight,
-                               both.fc.bias, [2])
+    cam_flip_avg = compute_cam(
+        both.features(x), both.fc.weight, both.fc.bias, [2])
     cam_a = compute_cam(plain.features(x), both.fc.weight, both.fc.bias, [2])
-    cam_b = compute_cam(plain.features(x.flip(-1)), both.fc.weight,
-                        both.fc.bias, [2]).flip(-1)
-    torch.testing.assert_close(cam_flip_avg, (cam_a + cam_b) / 2, rtol=0,
-                               atol=1e-5)
+    cam_b = compute_cam(
+        plain.features(x.flip(-1)), both.fc.weight, both.fc.bias, [2]).flip(-1)
+    torch.testing.assert_close(
+        cam_flip_avg, (cam_a + cam_b) / 2, rtol=0, atol=1e-5)
 
 
 def test_tiny_resnet_batched_equals_one_at_a_time():
     model = tiny_resnet()
     gen = torch.Generator().manual_seed(1)
     sizes = [(40, 70), (75, 50), (40, 70), (33, 33), (90, 60)]
-    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
-                            generator=gen) for h, w in sizes]
+    images = [
+        torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
+        for h, w in sizes
+    ]
     labels = [0, 3, 4, 1, 2]
     extractor = CAMExtractor(model, scales=(32, 64))
     assert extractor.mean == (120.0, 110.0, 100.0)
@@ -175,12 +177,12 @@ def test_tiny_resnet_batched_equals_one_at_a_time():
     as_numpy = extractor([images[1].permute(1, 2, 0).numpy()], [3])[0]
     assert torch.equal(as_numpy, cams[1])
     # Batches of same-size images: equal up to the backend's rounding.
-    grouped = CAMExtractor(model, scales=(32, 64), max_batch=4)(images,
-                                                                labels)
+    grouped = CAMExtractor(model, scales=(32, 64), max_batch=4)(images, labels)
     for a, b in zip(grouped, cams):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     boxes = fit_cam_boxes_batched([c.numpy() for c in cams],
-                                  image_hw=sizes, cam_scale=64)
+                                  image_hw=sizes,
+                                  cam_scale=64)
     assert all(len(r.boxes) >= 1 for r in boxes)
 
 
@@ -197,8 +199,8 @@ def test_bright_blob_gives_a_box_around_it():
     best = res.boxes[0]
     iw = min(best[2], gt[2]) - max(best[0], gt[0])
     ih = min(best[3], gt[3]) - max(best[1], gt[1])
-    iou = iw * ih / ((best[2] - best[0]) * (best[3] - best[1]) + 150 * 100 -
-                     iw * ih)
+    iou = iw * ih / ((best[2] - best[0]) *
+                     (best[3] - best[1]) + 150 * 100 - iw * ih)
     assert iou > 0.8, (res.boxes, iou)
     # The top box is centred on the blob (175, 100) within a cell (~11 px).
     np.testing.assert_allclose([(best[0] + best[2]) / 2,
@@ -206,8 +208,8 @@ def test_bright_blob_gives_a_box_around_it():
                                atol=11.2)
     # Class 1 (negative brightness): the blob is dark, its surroundings
     # bright, so no box is the blob.
-    neg = fit_cam_boxes_with_thresholds(extractor([image], [1])[0],
-                                        image_hw=(200, 300))
+    neg = fit_cam_boxes_with_thresholds(
+        extractor([image], [1])[0], image_hw=(200, 300))
     assert not np.allclose(neg.boxes[0], best, atol=20)
 
 
@@ -222,8 +224,7 @@ def test_synthetic_feature_blob_through_compute_cam():
     # so the box centre is (13, 7.5); sizes sqrt(6^2 - 1), sqrt(5^2 - 1).
     w, h = 35**0.5, 24**0.5
     np.testing.assert_allclose(
-        boxes, [[13 - w / 2, 7.5 - h / 2, 13 + w / 2, 7.5 + h / 2]],
-        atol=1e-6)
+        boxes, [[13 - w / 2, 7.5 - h / 2, 13 + w / 2, 7.5 + h / 2]], atol=1e-6)
 
 
 def test_the_padded_input_is_flipped():
@@ -257,5 +258,5 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match='linear head'):
         CAMExtractor(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match='stride'):
-        CAMExtractor(BrightnessClassifier(), scales=(64, ), stride=16)(
-            [good], [0])
+        CAMExtractor(
+            BrightnessClassifier(), scales=(64, ), stride=16)([good], [0])

@@ -130,9 +130,8 @@ def _as_maps(cams: Union[ArrayLike, Sequence[ArrayLike]],
     return maps
 
 
-def _label_runs(run_key: np.ndarray, run_x0: np.ndarray,
-                run_x1: np.ndarray, key_first: np.ndarray,
-                key_count: np.ndarray) -> np.ndarray:
+def _label_runs(run_key: np.ndarray, run_x0: np.ndarray, run_x1: np.ndarray,
+                key_first: np.ndarray, key_count: np.ndarray) -> np.ndarray:
     """4-connected components of horizontal runs; returns each run's root.
 
     Runs come in raster order; ``run_key`` numbers (threshold, row) so that
@@ -188,35 +187,39 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     hs = np.fromiter((m.shape[0] for m in maps), np.int64, num)
     ws = np.fromiter((m.shape[1] for m in maps), np.int64, num)
     width = int(ws.max())
-    # All maps stacked into rows, NaN padded; a NaN row below every map and
-    # a NaN column on the right keep maps and thresholds apart.
+    # All maps stacked into rows.  Padding holds -bias: never above a
+    # threshold (t >= -bias) and of weight cam + bias = 0.  A NaN row below
+    # every map keeps maps apart (NaN is never above a threshold either);
+    # the padding column on the right keeps thresholds apart.
     starts = np.zeros(num, dtype=np.int64)
     np.cumsum(hs[:-1] + 1, out=starts[1:])
     n_rows = int(hs.sum()) + num
-    rows = np.full((n_rows, width + 1), np.nan)
+    rows = np.full((n_rows, width + 1), -bias)
+    nan_row = np.full((1, width), np.nan)
+    hi, lo = np.empty(num), np.empty(num)
     # Maps come sorted by width: copy each run of equal widths in one go.
     group = (np.flatnonzero(np.diff(ws)) + 1).tolist()
     for g0, g1 in zip([0] + group, group + [num]):
-        sep = rows[-1:, :ws[g0]]
+        w, sep = ws[g0], nan_row[:, :ws[g0]]
         block = np.concatenate([a for m in maps[g0:g1] for a in (m, sep)])
-        rows[starts[g0]:starts[g0] + len(block), :ws[g0]] = block
-    if np.count_nonzero(np.isfinite(rows)) != int((hs * ws).sum()):
+        rows[starts[g0]:starts[g0] + len(block), :w] = block
+        seg = (starts[g0:g1] - starts[g0]) * w
+        hi[g0:g1] = np.fmax.reduceat(block.reshape(-1), seg)  # NaN skipped
+        lo[g0:g1] = np.fmin.reduceat(block.reshape(-1), seg)
+    if n_rows * (width + 1) - np.count_nonzero(np.isfinite(rows)) != int(
+            ws.sum()):  # anything but the NaN rows is a bad value
         raise _BadMap(
             next(i for i, m in enumerate(maps) if not np.isfinite(m).all()))
-    flat = rows.reshape(-1)
-    constant = (np.fmax.reduceat(flat, starts * (width + 1)) ==
-                np.fmin.reduceat(flat, starts * (width + 1)))
+    constant = hi == lo
 
     # Row-wise prefix sums of w = cam + bias, w * x, w * x^2 (x = column),
     # laid out x-major so that the scan is one vector add per column.
-    # Cells with cam + bias < 0 can never lie inside a run (cam > t >=
-    # -bias), so clamping them (and the NaN padding) to 0 changes nothing.
+    # Only cells inside runs (cam > t >= -bias, so w > 0) are ever summed.
     xs = np.arange(width, dtype=np.float64)[:, None]
     pref = np.empty((width + 1, 3, n_rows))
     pref[0] = 0.0
     weight = pref[1:, 0]
     np.add(rows[:, :width].T, bias, out=weight)
-    np.fmax(weight, 0.0, out=weight)
     np.multiply(weight, xs, out=pref[1:, 1])
     np.multiply(pref[1:, 1], xs, out=pref[1:, 2])
     for i in range(1, width + 1):
@@ -254,11 +257,10 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     rh, rw = bottom - top + 1, right - left
     area = rh * rw
     span = int(area.max()) + 1 if area.size else 1
-    order = np.argsort((img * num_t + ct) * span + (span - 1 - area),
-                       kind='stable')
-    img, ct, top, left, rh, rw, area = (a[order] for a in (img, ct, top,
-                                                           left, rh, rw,
-                                                           area))
+    order = np.argsort(
+        (img * num_t + ct) * span + (span - 1 - area), kind='stable')
+    img, ct, top, left, rh, rw, area = (
+        a[order] for a in (img, ct, top, left, rh, rw, area))
     group = img * num_t + ct
     pos = np.arange(group.size)
     head = np.ones(group.size, dtype=bool)
@@ -266,8 +268,8 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     head = np.maximum.accumulate(np.where(head, pos, 0))
     keep = ((pos - head < max_per_threshold)
             & (area >= min_area_ratio * area[head]))
-    img, ct, top, left, rh, rw = (a[keep] for a in (img, ct, top, left, rh,
-                                                    rw))
+    img, ct, top, left, rh, rw = (
+        a[keep] for a in (img, ct, top, left, rh, rw))
     if img.size == 0:
         return img, ct, np.zeros((0, 4)), constant
 
@@ -305,8 +307,7 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     np.multiply(vals[0], y, out=vals[3])
     np.multiply(vals[3], y, out=vals[4])
     first = np.zeros(img.size, dtype=np.int64)
-    np.cumsum(np.bincount(pair_rect, minlength=img.size)[:-1],
-              out=first[1:])
+    np.cumsum(np.bincount(pair_rect, minlength=img.size)[:-1], out=first[1:])
     s0, sx, sxx, sy, syy = np.add.reduceat(vals, first, axis=1)
     cx, cy = sx / s0, sy / s0
     bw = np.maximum(1.0, np.sqrt(12.0 * np.maximum(sxx / s0 - cx * cx, 0)))
@@ -325,17 +326,21 @@ def _raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     ws = np.fromiter((m.shape[1] for m in maps), np.int64, num)
     order = np.argsort(ws * (hs.max() + 1) + hs, kind='stable')
     cells = np.cumsum((hs[order] + 1) * ws[order])
-    ends = np.unique(np.searchsorted(cells, np.arange(
-        1, int(cells[-1]) // _CHUNK_CELLS + 1) * _CHUNK_CELLS) + 1)
+    ends = np.unique(
+        np.searchsorted(
+            cells,
+            np.arange(1,
+                      int(cells[-1]) // _CHUNK_CELLS + 1) * _CHUNK_CELLS) + 1)
     ends = np.append(ends[ends < num], num)
     parts, constant = [], np.zeros(num, dtype=bool)
     begin = 0
     for end in ends:
         idx = order[begin:end]
         try:
-            img, tidx, boxes, const = _chunk_raw_boxes(
-                [maps[i] for i in idx], thr, bias, max_per_threshold,
-                min_area_ratio)
+            img, tidx, boxes, const = _chunk_raw_boxes([maps[i]
+                                                        for i in idx], thr,
+                                                       bias, max_per_threshold,
+                                                       min_area_ratio)
         except _BadMap as bad:
             raise ValueError(
                 f'map {idx[bad.args[0]]} holds NaN or inf values') from None
@@ -415,8 +420,8 @@ def fit_cam_boxes_batched(
         order = np.argsort(img, kind='stable')
         img = img[order]
         boxes = np.concatenate([boxes[keep], fb_boxes])[order]
-        ths = np.concatenate([ths[keep], np.full(fb.size,
-                                                 FALLBACK_THRESHOLD)])[order]
+        ths = np.concatenate([ths[keep],
+                              np.full(fb.size, FALLBACK_THRESHOLD)])[order]
 
     if image_hw is not None:
         ihw = np.asarray(_to_numpy(image_hw)).reshape(-1, 2)
@@ -442,15 +447,13 @@ def fit_cam_boxes_batched(
 
     if nms_iou is not None:
         keep = _batched_nms(img, boxes, scores, first, counts, nms_iou)
-        img, boxes, scores, ths = (a[keep] for a in (img, boxes, scores,
-                                                     ths))
+        img, boxes, scores, ths = (a[keep] for a in (img, boxes, scores, ths))
         counts = np.bincount(img, minlength=num)
 
-    split = np.cumsum(counts)[:-1]
+    ends = np.cumsum(counts).tolist()
     return [
-        CamBoxes(b, s, t) for b, s, t in zip(
-            np.split(boxes, split), np.split(scores, split),
-            np.split(ths, split))
+        CamBoxes(boxes[a:b], scores[a:b], ths[a:b])
+        for a, b in zip([0] + ends[:-1], ends)
     ]
 
 
@@ -526,16 +529,16 @@ def fit_cam_boxes_with_thresholds(
         :class:`CamBoxes` in CAM-cell units (or pixels with ``image_hw``),
         sorted by score descending after NMS.
     """
-    return fit_cam_boxes_batched([cam],
-                                 thresholds=thresholds,
-                                 bias=bias,
-                                 max_per_threshold=max_per_threshold,
-                                 min_area_ratio=min_area_ratio,
-                                 nms_iou=nms_iou,
-                                 image_hw=None if image_hw is None else
-                                 [image_hw],
-                                 cam_scale=cam_scale,
-                                 stride=stride)[0]
+    return fit_cam_boxes_batched(
+        [cam],
+        thresholds=thresholds,
+        bias=bias,
+        max_per_threshold=max_per_threshold,
+        min_area_ratio=min_area_ratio,
+        nms_iou=nms_iou,
+        image_hw=None if image_hw is None else [image_hw],
+        cam_scale=cam_scale,
+        stride=stride)[0]
 
 
 def fit_cam_boxes(

@@ -55,8 +55,8 @@ def compute_cam(features: torch.Tensor, fc_weight: torch.Tensor,
     Returns:
         (N, H, W) maps.
     """
-    labels = torch.as_tensor(labels, dtype=torch.long,
-                             device=fc_weight.device).reshape(-1)
+    labels = torch.as_tensor(
+        labels, dtype=torch.long, device=fc_weight.device).reshape(-1)
     if features.dim() != 4 or labels.numel() != features.shape[0]:
         raise ValueError(f'need (N, K, H, W) features and N labels, got '
                          f'{tuple(features.shape)} and {labels.numel()}')
@@ -91,7 +91,8 @@ def normalize_cam(cam: torch.Tensor,
     return out.masked_fill(~valid_mask | ~(span > 0), 0.0)
 
 
-def fuse_cams(cam_small: torch.Tensor, cam_large: torch.Tensor) -> torch.Tensor:
+def fuse_cams(cam_small: torch.Tensor,
+              cam_large: torch.Tensor) -> torch.Tensor:
     """Nearest-upsample ``cam_small`` onto ``cam_large``'s grid, average.
 
     Works on (H, W) or (N, H, W) maps; torch ``F.interpolate(mode='nearest')``
@@ -100,8 +101,9 @@ def fuse_cams(cam_small: torch.Tensor, cam_large: torch.Tensor) -> torch.Tensor:
     squeeze = cam_small.dim() == 2
     if squeeze:
         cam_small, cam_large = cam_small[None], cam_large[None]
-    up = F.interpolate(cam_small[:, None].float(), size=cam_large.shape[-2:],
-                       mode='nearest')[:, 0]
+    up = F.interpolate(
+        cam_small[:, None].float(), size=cam_large.shape[-2:],
+        mode='nearest')[:, 0]
     fused = (up + cam_large.float()) / 2
     return fused[0] if squeeze else fused
 
@@ -167,8 +169,8 @@ class CAMExtractor:
         self.stride = int(stride)
         if self.stride < 1:
             raise ValueError(f'stride must be positive, got {stride!r}')
-        self.fusion_scale = (max(self.scales) if fusion_scale is None else
-                             int(fusion_scale))
+        self.fusion_scale = (
+            max(self.scales) if fusion_scale is None else int(fusion_scale))
         if self.fusion_scale not in self.scales:
             raise ValueError(f'fusion_scale {fusion_scale} is not one of the '
                              f'scales {self.scales}')
@@ -190,8 +192,8 @@ class CAMExtractor:
     def device(self) -> torch.device:
         return self.fc.weight.device
 
-    def _to_chw(self, image: ImageLike, index: int) -> Tuple[torch.Tensor,
-                                                              bool]:
+    def _to_chw(self, image: ImageLike,
+                index: int) -> Tuple[torch.Tensor, bool]:
         """(3, H, W) float tensor on the device, and whether it was uint8."""
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3:
@@ -220,8 +222,12 @@ class CAMExtractor:
         h, w = image.shape[-2:]
         size = resized_size(h, w, short_side)
         if size != (h, w):
-            image = F.interpolate(image[None], size=size, mode='bilinear',
-                                  align_corners=False, antialias=True)[0]
+            image = F.interpolate(
+                image[None],
+                size=size,
+                mode='bilinear',
+                align_corners=False,
+                antialias=True)[0]
             if is_uint8:
                 image = image.round().clamp(0, 255)
         mean = image.new_tensor(self.mean)[:, None, None]
@@ -274,7 +280,8 @@ class CAMExtractor:
             for scale in self.scales:
                 if scale != self.fusion_scale:
                     total += F.interpolate(
-                        per_scale[scale][i][None, None], size=grid.shape,
+                        per_scale[scale][i][None, None],
+                        size=grid.shape,
                         mode='nearest')[0, 0]
             fused.append(total / len(self.scales))
         return fused
