@@ -10,7 +10,7 @@ generated photo-like JPEGs of ImageNet's typical size (500x375 and
 both draw the same scale and flip; output sizes and boxes are checked to be
 equal.  Ratios are measured in one run (files in the page cache, one core).
 
-    python benchmarks/bench_reduced_decode.py [--num-images 200]
+    python benchmarks/bench_reduced_decode.py [--num-images 200] [--size WxH]
 """
 import argparse
 import copy
@@ -21,6 +21,7 @@ import time
 
 import cv2
 import numpy as np
+import torch
 from mmcv.transforms import Compose
 from mmengine.registry import init_default_scope
 
@@ -55,12 +56,13 @@ def photo_like(rng: np.random.Generator, width: int,
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_images(root: str, num: int, seed: int = 0) -> list:
+def make_images(root: str, num: int, size: tuple, seed: int = 0) -> list:
+    """``num`` JPEGs of ``size`` (w, h), every fourth one portrait."""
     rng = np.random.default_rng(seed)
     infos = []
     for i in range(num):
-        w, h = (500, 375) if i % 4 else (375, 500)
-        path = osp.join(root, f'img_{i:04d}.JPEG')
+        w, h = size if i % 4 else size[::-1]
+        path = osp.join(root, f'img_{w}x{h}_{i:04d}.JPEG')
         if not osp.exists(path):
             cv2.imwrite(path, photo_like(rng, w, h),
                         [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -133,13 +135,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--num-images', type=int, default=200)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--size', default='500x375',
+                        help='image size WxH (ImageNet typical: 500x375)')
     parser.add_argument('--cache-dir', default=osp.join(
         tempfile.gettempdir(), 'dap_bench_reduced_decode'))
     args = parser.parse_args()
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(1)  # as in dataloader workers (mmengine, torch)
+    torch.set_num_threads(1)
     os.makedirs(args.cache_dir, exist_ok=True)
     init_default_scope('mmdet')
-    infos = make_images(args.cache_dir, args.num_images)
+    size = tuple(int(v) for v in args.size.split('x'))
+    infos = make_images(args.cache_dir, args.num_images, size)
 
     load = [dict(type='LoadAnnotations', with_bbox=True)]
     flip = [dict(type='RandomFlip', prob=0.5)]
@@ -177,7 +183,8 @@ def main() -> None:
         dict(stock=stock, ours=ours, ours_pillow=ours_pil, stock_pack=Compose(
             stock.transforms + pack.transforms), ours_pack=Compose(
                 ours.transforms + pack.transforms)), infos, args.repeats)
-    print(f'{len(infos)} JPEGs 500x375 / 375x500 q90, scales {SCALES}')
+    print(f'{len(infos)} JPEGs {size[0]}x{size[1]} (1/4 portrait) q90, '
+          f'scales {SCALES}')
     print(f'same output sizes, scale factors and flips: yes; '
           f'max box difference {max_box_diff:.2e} px; mean |pixel diff| '
           f'<= {max_pix_diff:.2f} (0-255); decoded at reduced size: '

@@ -486,6 +486,13 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
             self.full_init()
         return self._length
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (spawned worker): the box file was opened again, so
+        drop the pages its validation mapped."""
+        self.__dict__.update(state)
+        if self._box is not None:
+            _release_mapped_pages(self._box)
+
     # ------------------------------------------- what BaseDataset assumes
     def load_data_list(self) -> List[dict]:
         raise NotImplementedError(
