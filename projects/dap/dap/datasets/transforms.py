@@ -13,6 +13,11 @@ smallest reduced size that is still at least the target size, and resizes
 to exactly the size the stock pipeline would produce.  ``ori_shape``,
 ``scale_factor`` and the boxes are computed from the *original* image size,
 so everything after it sees the same keys as after the stock pair.
+
+What it buys depends on the JPEGs: entropy decoding cannot be skipped and
+is most of a high-quality JPEG's decode.  On 500x375 q90 images it saves
+~20% per image at short side 96 / 160 and nothing at 320 / 640 (where no
+reduction fits); see ``benchmarks/bench_reduced_decode.py``.
 """
 import io
 from typing import List, Optional, Sequence, Tuple, Union
