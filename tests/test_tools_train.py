@@ -191,6 +191,13 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
     assert loaded['hub'].mean() == 4.0 and loaded['hub'].current() == 5.0
     assert loaded['arr'].tolist() == [0, 1, 2] and loaded['f'] == 2.5
 
+    # an empty buffer (e.g. a metric never updated) holds empty arrays
+    torch.save({'hub': HistoryBuffer(), 'boxes': np.zeros((0, 4))},
+               tmp_path / 'empty.pth')
+    loaded = load_checkpoint_safely(tmp_path / 'empty.pth')
+    assert len(loaded['hub'].data[0]) == 0
+    assert loaded['boxes'].shape == (0, 4)
+
 
 def _world_sizes(work):
     """World size as each rank saw it, by rank."""

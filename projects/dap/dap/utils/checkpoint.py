@@ -58,7 +58,11 @@ def safe_checkpoint_globals() -> List[Any]:
     return [
         HistoryBuffer, *_numpy_globals(),
         (_history_buffer_getattr, '__builtin__.getattr'),
-        (_history_buffer_getattr, 'builtins.getattr')
+        (_history_buffer_getattr, 'builtins.getattr'),
+        # an empty numpy array pickles its (empty) buffer as bytes(); the
+        # bytes constructor only builds a value, it cannot run code
+        (bytes, '__builtin__.bytes'),
+        (bytes, 'builtins.bytes'),
     ]
 
 
