@@ -373,3 +373,48 @@ def test_mismatched_head_or_classes_fail_before_the_run(workspace):
     assert proc.returncode == 1
     assert 'dataset has 4 classes but the classifier has 3' in proc.stdout
     assert not (work_dir / 'cam_box_shards').exists()
+
+
+def test_load_image_for_cam_decodes_by_content_and_drafts(tmp_path):
+    from projects.dap.dap.cam_transforms import LoadImageForCAM
+    rng = np.random.default_rng(1)
+    big = tmp_path / 'big.JPEG'
+    big.write_bytes(_jpeg_bytes(_image(rng, 1400, 1200)))
+    full = LoadImageForCAM()(dict(img_path=str(big)))
+    assert full['load_error'] is None
+    assert full['img'].shape == (1200, 1400, 3)
+    assert full['ori_shape'] == (1200, 1400)
+    # short side 1200 >= 2 * 576: decoded at 1/2 size, original size kept
+    draft = LoadImageForCAM(draft_short_side=576)(dict(img_path=str(big)))
+    assert draft['img'].shape == (600, 700, 3)
+    assert draft['ori_shape'] == (1200, 1400)
+    assert draft['img'].dtype == np.uint8 and draft['img'].flags.writeable
+    # too small for a reduction: full decode
+    small = tmp_path / 'small.JPEG'
+    small.write_bytes(_jpeg_bytes(_image(rng, 700, 500)))
+    out = LoadImageForCAM(draft_short_side=576)(dict(img_path=str(small)))
+    assert out['img'].shape == (500, 700, 3)
+    # not an image at all
+    text = tmp_path / 'text.JPEG'
+    text.write_bytes(b'hello, not an image')
+    out = LoadImageForCAM()(dict(img_path=str(text)))
+    assert out['load_error'].startswith('cannot decode image')
+    assert out['img'].shape == (1, 1, 3) and out['ori_shape'] == (0, 0)
+
+
+def test_resumable_sampler_splits_what_is_left():
+    from projects.dap.dap.samplers import ResumableSampler
+    dataset = list(range(10))
+    shards = []
+    for rank in range(3):
+        sampler = ResumableSampler(dataset)
+        sampler.rank, sampler.world_size = rank, 3
+        sampler.set_done([0, 4, 5, 9, 42])
+        shards.append(list(sampler))
+        assert len(sampler) == len(shards[-1])
+    # left: 1 2 3 6 7 8, interleaved over 3 ranks
+    assert shards == [[1, 6], [2, 7], [3, 8]]
+    sampler = ResumableSampler(dataset)
+    assert list(sampler) == list(range(10))
+    sampler.set_done(range(10))
+    assert list(sampler) == [] and len(sampler) == 0

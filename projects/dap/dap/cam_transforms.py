@@ -61,7 +61,7 @@ def decode_image(data: bytes,
             if orientation in _SWAP_ORIENTATIONS:
                 width, height = height, width
         rgb = img if img.mode == 'RGB' else img.convert('RGB')
-        arr = np.asarray(rgb)
+        arr = np.array(rgb)  # writable (torch.from_numpy warns otherwise)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.size == 0:
         raise ValueError(f'decoded to an array of shape {arr.shape}')
     return arr, (height, width)
