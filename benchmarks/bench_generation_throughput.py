@@ -77,6 +77,10 @@ def build_cfg(data_root: str, ckpt: str, work_dir: str, batch_size: int):
     cfg.default_hooks.logger.interval = 1000
     cfg.log_level = 'WARNING'
     cfg.work_dir = work_dir
+    cfg.custom_hooks = [
+        dict(type='CAMBoxHook',
+             out_file=osp.join(work_dir, 'pseudo_boxes.dapbox'))
+    ]
     cfg.experiment_name = osp.basename(work_dir)  # one Runner per run
     return cfg
 

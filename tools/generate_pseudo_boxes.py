@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--work-dir', help='logs and shards go here (keep it to resume)')
     parser.add_argument(
         '--out',
-        help='box file to write (a .dapbox directory); default '
+        help='box file to write (a .dapbox directory); default: the '
+        'CAMBoxHook out_file of the config, else '
         '{work_dir}/pseudo_boxes.dapbox')
     parser.add_argument(
         '--cfg-options',

@@ -63,8 +63,11 @@ test_evaluator = dict(type='CAMBoxMetric')
 test_cfg = dict(type='TestLoop')
 
 custom_hooks = [
-    # shards under {work_dir}/cam_box_shards, merged box file
-    # {work_dir}/pseudo_boxes.dapbox (tools/generate_pseudo_boxes.py --out)
-    dict(type='CAMBoxHook', flush_every=1000),
+    # shards under {work_dir}/cam_box_shards (keep them to resume); the
+    # merged box file is where configs/dap reads it (--out to change)
+    dict(
+        type='CAMBoxHook',
+        out_file='data/imagenet/pseudo_boxes/in1k_r101.dapbox',
+        flush_every=1000),
 ]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=50))

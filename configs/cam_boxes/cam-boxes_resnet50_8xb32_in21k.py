@@ -15,3 +15,9 @@ test_dataloader = dict(
         # line, in label order; stored in the box file
         # classes='data/imagenet21k/meta/classes.txt',
     ))
+custom_hooks = [
+    dict(
+        type='CAMBoxHook',
+        out_file='data/imagenet21k/pseudo_boxes/in22k_r50.dapbox',
+        flush_every=1000),
+]

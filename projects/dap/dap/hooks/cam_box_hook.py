@@ -118,9 +118,9 @@ class CAMBoxHook(Hook):
     """Store the boxes of a CAM-box test run in resumable shards.
 
     Args:
-        out_file: the merged box file (a ``.dapbox`` directory); relative
-            paths are under the work dir.  Default
-            ``{work_dir}/pseudo_boxes.dapbox``.
+        out_file: the merged box file (a ``.dapbox`` directory; relative
+            paths are relative to the current directory, like
+            ``data_root``).  Default ``{work_dir}/pseudo_boxes.dapbox``.
         shard_dir: where ranks write shards; default
             ``{work_dir}/cam_box_shards``.  Keep it to resume a run.
         flush_every: images per shard (a killed run loses at most this many
@@ -147,11 +147,11 @@ class CAMBoxHook(Hook):
 
     # ------------------------------------------------------------- set-up
     def _paths(self, runner) -> Tuple[str, str]:
-        out = self.out_file or DEFAULT_OUT
-        shards = self.shard_dir or DEFAULT_SHARD_DIR
-        return (out if osp.isabs(out) else osp.join(runner.work_dir, out),
-                shards if osp.isabs(shards) else osp.join(
-                    runner.work_dir, shards))
+        out = osp.abspath(self.out_file) if self.out_file else osp.join(
+            runner.work_dir, DEFAULT_OUT)
+        shards = osp.abspath(self.shard_dir) if self.shard_dir else osp.join(
+            runner.work_dir, DEFAULT_SHARD_DIR)
+        return out, shards
 
     def _run_meta(self, runner, model, dataset) -> Dict[str, Any]:
         num_classes = int(model.num_classes)
