@@ -116,7 +116,8 @@ class Progress:
             print(flush=True)
 
 
-_ITER = re.compile(r'Iter\((?:train|test|val)\)\s+\[\s*(\d+)/\s*(\d+)\]')
+_ITER = re.compile(r'(?:Iter\((?:train|test|val)\)|Epoch\((?:test|val)\))'
+                   r'\s+\[\s*(\d+)/\s*(\d+)\]')
 _EPOCH = re.compile(r'Epoch\(train\)\s+\[\s*(\d+)\]\[\s*(\d+)/\s*(\d+)\]')
 _LOSS = re.compile(r'\bloss: ([0-9.]+)')
 
