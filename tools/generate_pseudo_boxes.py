@@ -14,16 +14,14 @@ Examples::
         --checkpoint CKPT --launcher mpi
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from projects.dap.dap.utils.dist import LAUNCHERS, apply_launcher_to_cfg
+from projects.dap.dap.utils.cli import (add_runner_args, build_runner,
+                                        load_config, parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,25 +32,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--checkpoint',
         help='mmpretrain classifier checkpoint (default: model.checkpoint '
         'of the config)')
-    parser.add_argument(
-        '--work-dir', help='logs and shards go here (keep it to resume)')
+    add_runner_args(
+        parser, work_dir_help='logs and shards go here (keep it to resume)')
     parser.add_argument(
         '--out',
         help='box file to write (a .dapbox directory); default: the '
         'CAMBoxHook out_file of the config, else '
         '{work_dir}/pseudo_boxes.dapbox')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, e.g. '
-        'test_dataloader.batch_size=16 model.flip=False')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def _box_hook(cfg: Config) -> dict:
@@ -68,14 +55,7 @@ def _box_hook(cfg: Config) -> dict:
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if cfg.model.get('type') not in ('CAMBoxGenerator',
                                      'dap.CAMBoxGenerator'):
         raise SystemExit(f'{args.config}: model.type must be CAMBoxGenerator '
@@ -103,13 +83,8 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     cfg = build_cfg(args)
-    apply_launcher_to_cfg(cfg, args.launcher)
     try:
-        if 'runner_type' in cfg:
-            runner = RUNNERS.build(cfg)
-        else:
-            runner = Runner.from_cfg(cfg)
-        runner.test()
+        build_runner(cfg, args.launcher).test()
     except (BoxFileError, CAMBoxRunError, CAMBoxConfigError) as e:
         # Inputs that do not fit: a clear message, nothing computed or lost.
         print_log(f'{type(e).__name__}: {e}', logger='current', level=40)

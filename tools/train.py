@@ -4,32 +4,30 @@ Every run goes through mmengine's ``Runner``; the config decides what is
 trained (``default_scope`` mmpretrain or mmdet).  Examples::
 
     python tools/train.py configs/dap/dap_faster-rcnn_r50_fpn_1e_in1k.py
-    bash tools/dist_train.sh CONFIG 8 --cfg-options train_dataloader.batch_size=4
+    bash tools/dist_train.sh CONFIG 8 --cfg-options train_cfg.max_iters=100
     mpirun -n 8 python tools/train.py CONFIG --launcher mpi
 """
 import argparse
 import logging
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
-from projects.dap.dap.utils.dist import LAUNCHERS, apply_launcher_to_cfg
+from projects.dap.dap.utils.cli import (add_runner_args, build_runner,
+                                        load_config, parse_runner_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a DAP model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    add_runner_args(parser)
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision training')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
-        help='scale the LR by actual batch size / auto_scale_lr.base_batch_size')
+        help='scale the LR by the actual batch size over '
+        'auto_scale_lr.base_batch_size')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -37,30 +35,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         const='auto',
         help='resume from this checkpoint, or from the latest checkpoint in '
         'the work dir when no path is given')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, e.g. optim_wrapper.optimizer.lr=0.01')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
-    # torch.distributed.launch passes --local-rank (older: --local_rank)
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-
+    cfg = load_config(args)
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper == 'AmpOptimWrapper':
@@ -90,12 +69,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
-    apply_launcher_to_cfg(cfg, args.launcher)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+    build_runner(cfg, args.launcher).train()
 
 
 if __name__ == '__main__':

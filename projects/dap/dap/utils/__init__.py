@@ -2,5 +2,6 @@ from .checkpoint import (load_checkpoint_safely, register_safe_globals,
                          safe_checkpoint_globals)
 
 __all__ = [
-    'load_checkpoint_safely', 'register_safe_globals', 'safe_checkpoint_globals'
+    'load_checkpoint_safely', 'register_safe_globals',
+    'safe_checkpoint_globals'
 ]

@@ -57,7 +57,8 @@ def _mpi_env() -> Tuple[int, int, int]:
         except ImportError as exc:
             raise RuntimeError(
                 '--launcher mpi needs either MASTER_ADDR and MASTER_PORT in '
-                'the environment or mpi4py installed to agree on them') from exc
+                'the environment or mpi4py installed to agree on them'
+            ) from exc
         comm = MPI.COMM_WORLD
         if rank < 0:
             rank, world = comm.Get_rank(), comm.Get_size()
