@@ -102,15 +102,18 @@ def workspace(tmp_path_factory):
     (data / 'meta').mkdir()
     (data / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')
 
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
 
     def classifier(num_classes, seed):
         torch.manual_seed(seed)
-        return ImageClassifier(
-            backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=num_classes,
-                      in_channels=512))
+        # mmpretrain's registries, whatever scope an earlier test left set
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return ImageClassifier(
+                backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='LinearClsHead', num_classes=num_classes,
+                          in_channels=512))
 
     ckpt = root / 'resnet18_3cls.pth'
     torch.save({'state_dict': classifier(3, 0).state_dict(), 'meta': {}},

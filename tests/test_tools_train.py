@@ -102,37 +102,55 @@ def test_resume_after_kill_continues_from_saved_iteration(
     assert final['optimizer']['state'], 'optimizer state was not saved'
 
 
+RESUME_CHECK = """
+import sys
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from projects.dap.dap.utils import load_checkpoint_safely
+
+config, ckpt, work, data = sys.argv[1:]
+cfg = Config.fromfile(config)
+cfg.work_dir = work
+cfg.resume = True
+cfg.load_from = ckpt
+for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    cfg[key].dataset.data_root = data + '/'
+cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = (
+    data + '/annotations/val.json')
+runner = Runner.from_cfg(cfg)
+runner.load_or_resume()
+saved = load_checkpoint_safely(ckpt)
+assert runner.iter == 2, runner.iter
+state = runner.optim_wrapper.optimizer.state_dict()['state']
+assert state.keys() == saved['optimizer']['state'].keys()
+assert len(state) > 100, len(state)
+for key, value in saved['optimizer']['state'].items():
+    torch.testing.assert_close(state[key]['momentum_buffer'],
+                               value['momentum_buffer'])
+assert runner.message_hub.get_scalar('train/lr').current() == \\
+    saved['message_hub']['log_scalars']['train/lr'].current()
+print('RESUMED-STATE-OK', len(state))
+"""
+
+
 def test_resume_restores_optimizer_state(shapes_workspace, tmp_path):
-    """In-process: the resumed optimizer equals the checkpoint's exactly."""
+    """The resumed optimizer equals the checkpoint's exactly.
+
+    Checked in a fresh interpreter: a Runner sets process-wide state
+    (default registry scope) that would leak into later tests.
+    """
     work = tmp_path / 'work'
     run_tool([
         TRAIN, QUICKSTART, '--work-dir', work, '--cfg-options',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
         'default_hooks.checkpoint.interval=2'
     ], cwd=shapes_workspace)
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-    from projects.dap.dap.utils import load_checkpoint_safely
-    cfg = Config.fromfile(QUICKSTART)
-    cfg.work_dir = str(work / 'resumed')
-    cfg.resume = True
-    cfg.load_from = str(work / 'iter_2.pth')
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = str(shapes_workspace /
-                                         'data/shapes_coco') + '/'
-    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = str(
-        shapes_workspace / 'data/shapes_coco/annotations/val.json')
-    runner = Runner.from_cfg(cfg)
-    runner.load_or_resume()
-    saved = load_checkpoint_safely(work / 'iter_2.pth')
-    assert runner.iter == 2
-    state = runner.optim_wrapper.optimizer.state_dict()['state']
-    assert state.keys() == saved['optimizer']['state'].keys()
-    for key, value in saved['optimizer']['state'].items():
-        torch.testing.assert_close(state[key]['momentum_buffer'],
-                                   value['momentum_buffer'])
-    assert runner.message_hub.get_scalar('train/lr').current() == \
-        saved['message_hub']['log_scalars']['train/lr'].current()
+    out = run_tool([
+        sys.executable, '-c', RESUME_CHECK, QUICKSTART, work / 'iter_2.pth',
+        work / 'resumed', shapes_workspace / 'data' / 'shapes_coco'
+    ]).stdout
+    assert 'RESUMED-STATE-OK' in out
 
 
 def test_safe_loading_still_refuses_arbitrary_code(tmp_path):
