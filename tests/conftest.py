@@ -41,7 +41,7 @@ def run_tool(args, cwd=None, timeout=600, env=None, check=True):
 
 @pytest.fixture(scope='session')
 def shapes_workspace(tmp_path_factory):
-    """A folder holding ``data/shapes_coco`` as the quick-start config expects."""
+    """A folder with ``data/shapes_coco``, as the quick-start config wants."""
     root = tmp_path_factory.mktemp('shapes')
     run_tool([osp.join(REPO, 'tools', 'misc', 'make_shapes_coco.py'),
               root / 'data' / 'shapes_coco', '--num-train', '8',

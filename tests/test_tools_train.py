@@ -1,4 +1,4 @@
-"""tools/train.py, tools/test.py, resume and launchers, run as a user runs them.
+"""tools/train.py, tools/test.py, resume and launchers, run as users do.
 
 The quick-start config (Faster R-CNN R50-FPN inheriting mmdet's bases) trains
 on generated shapes data; every run is a subprocess.
@@ -72,7 +72,8 @@ def test_resume_after_kill_continues_from_saved_iteration(
     work = tmp_path / 'work'
     opts = [
         '--cfg-options', 'train_cfg.max_iters=6', 'train_cfg.val_interval=100',
-        'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1'
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1'
     ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.Popen([sys.executable, TRAIN, QUICKSTART, '--work-dir',
@@ -185,7 +186,7 @@ def probe_config(tmp_path):
 
 
 def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
-    """The ``getattr`` stand-in resolves statistics methods and nothing else."""
+    """The ``getattr`` stand-in resolves statistics methods, nothing else."""
     import pickle
     from mmengine.logging import HistoryBuffer
     from projects.dap.dap.utils import load_checkpoint_safely

@@ -18,10 +18,10 @@ SHAPES = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross')
 def _background(rng: np.random.Generator, width: int,
                 height: int) -> np.ndarray:
     """Smooth random colour field plus noise: clutter without objects."""
-    small = rng.uniform(40, 215, size=(max(2, height // 16),
-                                       max(2, width // 16), 3))
-    img = Image.fromarray(small.astype(np.uint8)).resize((width, height),
-                                                        Image.BILINEAR)
+    grid = (max(2, height // 16), max(2, width // 16), 3)
+    small = rng.uniform(40, 215, size=grid)
+    img = Image.fromarray(small.astype(np.uint8))
+    img = img.resize((width, height), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.float32)
     arr += rng.normal(0, 12, size=arr.shape)
     return np.clip(arr, 0, 255).astype(np.uint8)
