@@ -64,8 +64,8 @@ PRESETS = dict(
                   num_test=100),
         classifier_epochs=12,
         dap_iters=250,
-        finetune_epochs=6,
-        fewshot_min_iters=100,
+        finetune_epochs=4,
+        fewshot_min_iters=80,
         shots=(5, 10, 20),
         seeds=3),
     quick=dict(
@@ -310,7 +310,7 @@ class Demo:
             code = hashlib.sha256(f.read()).hexdigest()
         stage = Stage(osp.join(self.work_dir, 'step0_data'), plain_hash(
             dict(data=self.preset['data'], seed=self.data_seed, code=code,
-                 root=self.data_root, shots=self.shots, seeds=self.seeds)))
+                 root=self.data_root)))
         header('[data] generating mini-ImageNet and mini-VOC '
                f'(seed {self.data_seed}) in {self.data_root}')
         if stage.done():
@@ -323,6 +323,17 @@ class Demo:
         paths = benchmark.make_demo_data(self.data_root, seed=self.data_seed,
                                          **self.preset['data'])
         print(f'  {self.preset["data"]} written in {time.time() - t:.0f}s')
+        stage.finish(dict(paths=paths))
+        return stage
+
+    def stage_splits(self, upstream: Stage) -> Stage:
+        """k-shot splits (their own stage: other --shots / --seeds do not
+        touch the data or steps 1-3)."""
+        stage = Stage(osp.join(self.work_dir, 'step0_splits'), plain_hash(
+            dict(data=upstream.digest, shots=self.shots, seeds=self.seeds)))
+        if stage.done():
+            return stage
+        stage.start()
         run_tool([
             'tools/dataset_converters/make_fewshot_splits.py', 'voc',
             self.voc_year, '--shots', *self.shots, '--seeds', *self.seeds,
@@ -332,7 +343,7 @@ class Demo:
             self.env(self.threads))
         print(f'  k-shot splits k={list(self.shots)} seeds='
               f'{list(self.seeds)} made with make_fewshot_splits.py')
-        stage.finish(dict(paths=paths))
+        stage.finish()
         return stage
 
     def stage_classifier(self, upstream: Stage) -> Stage:
@@ -606,6 +617,7 @@ class Demo:
               f'{self.workers} fine-tuning runs at a time, '
               f'{self.threads} thread(s) each')
         data = self.timed('data', self.stage_data)
+        self.timed('splits', self.stage_splits, data)
         classifier = self.timed('step1', self.stage_classifier, data)
         boxes = self.timed('step2', self.stage_pseudo_boxes, classifier)
         dap = self.timed('step3', self.stage_dap, classifier, boxes)

@@ -46,6 +46,17 @@ def compare(results: Results, metric: str) -> List[dict]:
             row[f'{init}_n'] = len(vals)
         gap = row['dap'][0] - row['cls'][0]
         spread = row['dap'][1] + row['cls'][1]
+        # a seed draws the split for both inits: per-seed differences
+        by_seed = {init: {r.get('seed'): r[metric]
+                          for r in results.get((init, setting), [])}
+                   for init in ('dap', 'cls')}
+        common = sorted(set(by_seed['dap']) & set(by_seed['cls']) -
+                        {None})
+        row['paired'] = mean_sd([by_seed['dap'][k] - by_seed['cls'][k]
+                                 for k in common])
+        row['paired_wins'] = sum(by_seed['dap'][k] > by_seed['cls'][k]
+                                 for k in common)
+        row['paired_n'] = len(common)
         row['gap'] = gap
         row['spread'] = spread
         row['beats'] = bool(gap > spread)
@@ -65,9 +76,9 @@ def downstream_table(results: Results) -> str:
     ap50 = compare(results, 'AP50')
     ap = {r['setting']: r for r in compare(results, 'AP')}
     lines = [
-        '| setting | seeds | CLS AP50 | DAP AP50 | Δ AP50 | CLS AP | '
-        'DAP AP | Δ AP |',
-        '|---|---|---|---|---|---|---|---|',
+        '| setting | seeds | CLS AP50 | DAP AP50 | Δ AP50 | paired Δ AP50 '
+        '(DAP wins) | CLS AP | DAP AP | Δ AP |',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for r in ap50:
         s = r['setting']
@@ -77,7 +88,8 @@ def downstream_table(results: Results) -> str:
         lines.append(
             f'| {label} | {min(r["dap_n"], r["cls_n"])} | {_fmt(r["cls"])} '
             f'| {_fmt(r["dap"])} | {r["gap"]:+.1f}'
-            f'{" ✓" if r["beats"] else ""} | {_fmt(b["cls"])} | '
+            f'{" ✓" if r["beats"] else ""} | {_fmt(r["paired"])} '
+            f'({r["paired_wins"]}/{r["paired_n"]}) | {_fmt(b["cls"])} | '
             f'{_fmt(b["dap"])} | {b["gap"]:+.1f}{" ✓" if b["beats"] else ""} |')
     return '\n'.join(lines)
 
@@ -310,7 +322,8 @@ def render_report(preset: str, classifier: dict, quality: dict,
         'VOC 11-point AP at IoU 0.5 (AP50, the VOC07 metric) and its mean '
         'over IoU 0.5:0.95 (AP), in %, mean ± sample sd over seeds (a seed '
         'draws the k-shot split and the training randomness). '
-        '✓: the gap exceeds sd(DAP) + sd(CLS).',
+        '✓: the gap exceeds sd(DAP) + sd(CLS). Paired Δ: mean ± sd of '
+        'the per-seed differences (both inits see the same split).',
         '',
         downstream_table(results),
         '',
