@@ -529,6 +529,10 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     assert voc.default_hooks.checkpoint.interval == 44
     assert voc.default_hooks.checkpoint.by_epoch is False
     assert voc.log_processor.by_epoch is False
+    # an iteration loop needs an endless sampler: with a finite one mmengine
+    # restarts the dataloader (and sleeps 2 s) after every pass of the split
+    assert voc.train_dataloader.sampler == dict(type='InfiniteSampler',
+                                                shuffle=True)
     assert voc.train_dataloader.dataset.ann_file == \
         'VOC2007/ImageSets/Main/trainval_5shot_seed2.txt'
     assert 'with 50 images; 44 iterations' in lines[0]

@@ -284,6 +284,14 @@ def apply_fewshot_schedule(cfg) -> List[str]:
                 math.ceil(epochs * num_images / batch))
     cfg['train_cfg'] = dict(
         type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+    # An iteration loop over a finite sampler restarts the dataloader at the
+    # end of every pass and mmengine sleeps 2 s each time: on a 5-shot split
+    # (a few batches per pass) that was most of the fine-tuning time.
+    sampler = cfg['train_dataloader'].get('sampler') or {}
+    if sampler.get('type', 'DefaultSampler') in ('DefaultSampler',
+                                                 'mmengine.DefaultSampler'):
+        cfg['train_dataloader']['sampler'] = dict(
+            type='InfiniteSampler', shuffle=sampler.get('shuffle', True))
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
