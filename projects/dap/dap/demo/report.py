@@ -222,8 +222,7 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
     classes = list(boxes_file.classes)
     for ax, i in zip(axes, order):
         key = boxes_file.key(i)
-        img = np.asarray(Image.open(osp.join(image_root, key))
-                         .convert('RGB'))
+        img = np.array(Image.open(osp.join(image_root, key)).convert('RGB'))
         tensor = torch.from_numpy(img).permute(2, 0, 1).contiguous()
         cam = model.compute_cams([tensor], [int(labels[i])])[0]
         cam = cam.detach().cpu().numpy()
