@@ -65,8 +65,8 @@ PRESETS = dict(
                   num_test=100),
         classifier_epochs=12,
         dap_iters=250,
-        finetune_epochs=4,
-        fewshot_min_iters=80,
+        finetune_epochs=3,
+        fewshot_min_iters=64,
         shots=(5, 10, 20),
         seeds=3),
     quick=dict(
@@ -474,7 +474,8 @@ class Demo:
         if setting != 'full':
             options += [f'fewshot.shot={int(setting[:-4])}',
                         f'fewshot.seed={seed}',
-                        f'fewshot.min_iters={self.preset["fewshot_min_iters"]}']
+                        'fewshot.min_iters='
+                        f'{self.preset["fewshot_min_iters"]}']
         if init == 'dap':
             options.append(f'load_from={dap.result()["checkpoint"]}')
         else:

@@ -5,7 +5,8 @@
 # changes stays as in the real config: frozen BN, frozen stem + res2, random
 # short side per image, bias LR x2, linear warm-up then constant LR.
 #
-#   python tools/train.py configs/demo/dap_faster-rcnn_r18-w32_fpn_mini-imagenet.py \
+#   python tools/train.py \
+#       configs/demo/dap_faster-rcnn_r18-w32_fpn_mini-imagenet.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=<step-1 checkpoint> \
 #       train_dataloader.dataset.box_file=<step-2 box file>
 _base_ = ['../dap/dap_faster-rcnn_r50_fpn_1e_in1k.py']

@@ -5,7 +5,8 @@
 # images and the schedule.  Evaluation: VOC 11-point AP at IoU 0.5 (the
 # real metric) and its mean over IoU 0.5:0.95 ("AP").
 #
-#   python tools/train.py configs/demo/faster-rcnn_r18-w32_fpn_dap_mini-voc.py \
+#   python tools/train.py \
+#       configs/demo/faster-rcnn_r18-w32_fpn_dap_mini-voc.py \
 #       --cfg-options load_from=<step-3 checkpoint>
 _base_ = ['../finetune/faster-rcnn_r50_fpn_dap-in1k_14e_voc07.py']
 

@@ -3,7 +3,7 @@
 Everything here reads files the pipeline's tools wrote (metrics json,
 the pseudo-box file, the generated data); nothing is trained.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 import json
 import math
 import os.path as osp
@@ -90,7 +90,8 @@ def downstream_table(results: Results) -> str:
             f'| {_fmt(r["dap"])} | {r["gap"]:+.1f}'
             f'{" ✓" if r["beats"] else ""} | {_fmt(r["paired"])} '
             f'({r["paired_wins"]}/{r["paired_n"]}) | {_fmt(b["cls"])} | '
-            f'{_fmt(b["dap"])} | {b["gap"]:+.1f}{" ✓" if b["beats"] else ""} |')
+            f'{_fmt(b["dap"])} | {b["gap"]:+.1f}'
+            f'{" ✓" if b["beats"] else ""} |')
     return '\n'.join(lines)
 
 
