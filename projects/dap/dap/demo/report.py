@@ -124,6 +124,7 @@ def plot_ap_vs_shots(results: Results, out_file: str,
         ticks = [int(r['setting'].replace('shot', '')) for r in shots]
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(t) for t in ticks])
+        ax.set_xticks([], minor=True)  # no stray '6x10^0' minor labels
     ax.set_xlabel('images per class (k-shot)')
     ax.set_ylabel(f'mini-VOC test {metric} (%)')
     ax.set_title('DAP vs CLS initialisation (mean ± sd over seeds)')
