@@ -250,4 +250,11 @@ def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
                                   'PYTHONPATH': HELPERS})
     assert _world_sizes(work) == [2, 2]
     assert 'coco/bbox_mAP' in proc.stdout
+
+    # and the checkpoint evaluates on 2 processes (results gathered on CPU)
+    proc = run_tool([
+        'bash', osp.join(REPO, 'tools', 'dist_test.sh'), QUICKSTART,
+        work / 'iter_2.pth', '2', '--work-dir', tmp_path / 'eval'
+    ], cwd=shapes_workspace, env={'PORT': str(free_port())})
+    assert 'coco/bbox_mAP_50' in proc.stdout
     assert (work / 'iter_2.pth').exists()

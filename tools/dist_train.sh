@@ -10,16 +10,5 @@ fi
 CONFIG=$1
 GPUS=$2
 shift 2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-exec python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$HERE/train.py" "$CONFIG" --launcher pytorch "$@"
+exec bash "$HERE/dist_launch.sh" "$GPUS" "$HERE/train.py" "$CONFIG" --launcher pytorch "$@"
