@@ -5,6 +5,7 @@ registries (configs use ``custom_imports=dict(imports=['projects.dap.dap'])``)
 and allow-lists the globals mmengine checkpoints need for ``torch.load`` with
 ``weights_only=True``.
 """
+from . import _quiet_imports  # noqa: F401  (first: before mmpretrain)
 from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                        image_list_fingerprint, merge_shards, write_box_file,
                        write_box_file_arrays)
