@@ -12,7 +12,6 @@ OpenMMLab model zoos::
 """
 from typing import List, Tuple
 import argparse
-import hashlib
 import os
 import os.path as osp
 import sys
@@ -24,6 +23,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
+from projects.dap.dap.box_file import file_sha256  # noqa: E402
 from projects.dap.dap.utils import load_checkpoint_safely  # noqa: E402
 
 KEEP_KEYS = ('state_dict', 'meta')
@@ -52,14 +52,6 @@ def strip_checkpoint(checkpoint: object) -> Tuple[dict, List[str]]:
     return out, dropped
 
 
-def sha256_of(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def publish(in_file: str, out_name: str) -> Tuple[str, List[str]]:
     """Write ``<out_name>-<sha256[:8]>.pth``; return (path, dropped keys)."""
     if not osp.isfile(in_file):
@@ -79,7 +71,7 @@ def publish(in_file: str, out_name: str) -> Tuple[str, List[str]]:
     try:
         torch.save(published, tmp)
         load_checkpoint_safely(tmp)  # the promise: it loads safely
-        final = f'{out_name}-{sha256_of(tmp)[:8]}.pth'
+        final = f'{out_name}-{file_sha256(tmp)[:8]}.pth'
         if osp.abspath(final) == osp.abspath(in_file):
             raise ValueError(f'{final} is the input file; choose another '
                              'output name')
