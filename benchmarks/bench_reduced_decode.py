@@ -3,12 +3,19 @@
 Stock (mmdet):  LoadImageFromFile, LoadAnnotations, RandomChoiceResize,
                 RandomFlip
 Ours:           LoadAnnotations, LoadImageRandomChoiceResize, RandomFlip
+                (default decoder: libjpeg-turbo's TurboJPEG API; also
+                cv2 and pillow reduced decoding)
 
 Both at DAP's scales (short side 96/160/320/640, long side <= 1333) on
 generated photo-like JPEGs of ImageNet's typical size (500x375 and
 375x500, quality 90).  Each image gets the same seed in both pipelines, so
 both draw the same scale and flip; output sizes and boxes are checked to be
 equal.  Ratios are measured in one run (files in the page cache, one core).
+
+It also prints a bound no libjpeg-based loader with the stock output can
+pass: per image, a 1/8-size decode (about all of it is the entropy
+decoding, which no reduction skips) plus the resize from the full image
+that the output size still needs at the scales where no reduction fits.
 
     python benchmarks/bench_reduced_decode.py [--num-images 200] [--size WxH]
 """
@@ -26,6 +33,8 @@ from mmcv.transforms import Compose
 from mmengine.registry import init_default_scope
 
 import projects.dap.dap  # noqa: F401  (registers the transform)
+from projects.dap.dap.datasets import reduction_factor, target_size
+from projects.dap.dap.datasets.transforms import simplejpeg
 
 SCALES = [(1333, 96), (1333, 160), (1333, 320), (1333, 640)]
 
@@ -97,22 +106,63 @@ def timed(pipelines: dict, infos: list, repeats: int) -> dict:
     return best
 
 
-def per_scale(infos: list, repeats: int) -> None:
-    """Where the time goes: each scale alone, and the bare decoders."""
+def bare_decoders(infos: list, repeats: int) -> dict:
+    """Best ms/image of the bare decoders (no file reading, no resize)."""
     bufs = [open(i['img_path'], 'rb').read() for i in infos]
-    flags = dict(full=cv2.IMREAD_COLOR, half=cv2.IMREAD_REDUCED_COLOR_2,
-                 gray=cv2.IMREAD_GRAYSCALE)
-    best = {k: 1e9 for k in flags}
+
+    def cv2_flag(flag):
+        return lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), flag)
+
+    def turbo(factor):
+        def decode(b):
+            h, w = simplejpeg.decode_jpeg_header(b)[:2]
+            return simplejpeg.decode_jpeg(
+                b, 'BGR', min_height=-(-h // factor),
+                min_width=-(-w // factor))
+        return decode
+
+    decoders = {
+        'cv2 full': cv2_flag(cv2.IMREAD_COLOR),
+        'cv2 1/2': cv2_flag(cv2.IMREAD_REDUCED_COLOR_2),
+        'cv2 1/8': cv2_flag(cv2.IMREAD_REDUCED_COLOR_8),
+    }
+    if simplejpeg is not None:
+        decoders.update({'turbojpeg full': turbo(1),
+                         'turbojpeg 1/2': turbo(2),
+                         'turbojpeg 1/8': turbo(8)})
+    best = {k: 1e9 for k in decoders}
     for _ in range(repeats):
-        for name, flag in flags.items():
+        for name, fn in decoders.items():
             start = time.process_time()
             for b in bufs:
-                cv2.imdecode(np.frombuffer(b, np.uint8), flag)
+                fn(b)
             best[name] = min(best[name],
                              (time.process_time() - start) / len(bufs))
-    print('  bare cv2.imdecode ms/img: full {:.3f}, 1/2 size {:.3f}, '
-          'grayscale (no colour work) {:.3f}'.format(
-              *(1e3 * best[k] for k in flags)))
+    return {k: 1e3 * v for k, v in best.items()}
+
+
+def resize_floor(infos: list, repeats: int) -> float:
+    """Mean ms/image of the final resize at the scales where no JPEG
+    reduction fits (a loader has to pay it whatever it decodes with)."""
+    total = 0.
+    for info in infos:
+        w, h = info['width'], info['height']
+        img = np.zeros((h, w, 3), np.uint8)
+        for scale in SCALES:
+            out = target_size(w, h, scale)
+            if reduction_factor(w, h, *out) > 1:
+                continue
+            best = 1e9
+            for _ in range(repeats):
+                start = time.process_time()
+                cv2.resize(img, out, interpolation=cv2.INTER_LINEAR)
+                best = min(best, time.process_time() - start)
+            total += best / len(SCALES)
+    return 1e3 * total / len(infos)
+
+
+def per_scale(infos: list, repeats: int) -> None:
+    """Where the time goes: each scale alone."""
     for scale in SCALES:
         pipes = dict(
             stock=Compose([
@@ -124,11 +174,18 @@ def per_scale(infos: list, repeats: int) -> None:
                 dict(type='LoadAnnotations', with_bbox=True),
                 dict(type='LoadImageRandomChoiceResize', scales=[scale],
                      keep_ratio=True)
+            ]),
+            ours_cv2=Compose([
+                dict(type='LoadAnnotations', with_bbox=True),
+                dict(type='LoadImageRandomChoiceResize', scales=[scale],
+                     keep_ratio=True, decode_backend='cv2')
             ]))
         ips = timed(pipes, infos, repeats)
         print(f'  scale {scale}: stock {1e3 / ips["stock"]:.3f} ms/img, '
-              f'ours {1e3 / ips["ours"]:.3f} ms/img, ratio '
-              f'{ips["ours"] / ips["stock"]:.2f}x')
+              f'ours {1e3 / ips["ours"]:.3f} ms/img (ratio '
+              f'{ips["ours"] / ips["stock"]:.2f}x), ours with cv2 '
+              f'{1e3 / ips["ours_cv2"]:.3f} ms/img '
+              f'({ips["ours_cv2"] / ips["stock"]:.2f}x)')
 
 
 def main() -> None:
@@ -156,6 +213,10 @@ def main() -> None:
         dict(type='LoadImageRandomChoiceResize', scales=SCALES,
              keep_ratio=True)
     ] + flip)
+    ours_cv2 = Compose(load + [
+        dict(type='LoadImageRandomChoiceResize', scales=SCALES,
+             keep_ratio=True, decode_backend='cv2')
+    ] + flip)
     ours_pil = Compose(load + [
         dict(type='LoadImageRandomChoiceResize', scales=SCALES,
              keep_ratio=True, decode_backend='pillow')
@@ -179,10 +240,11 @@ def main() -> None:
     for _ in range(2):  # warm-up: page cache, lazy imports
         run(stock, infos[:20], 0)
         run(ours, infos[:20], 0)
-    ips = timed(
-        dict(stock=stock, ours=ours, ours_pillow=ours_pil, stock_pack=Compose(
-            stock.transforms + pack.transforms), ours_pack=Compose(
-                ours.transforms + pack.transforms)), infos, args.repeats)
+    pipelines = dict(
+        stock=stock, ours=ours, ours_cv2=ours_cv2, ours_pillow=ours_pil,
+        stock_pack=Compose(stock.transforms + pack.transforms),
+        ours_pack=Compose(ours.transforms + pack.transforms))
+    ips = timed(pipelines, infos, args.repeats)
     print(f'{len(infos)} JPEGs {size[0]}x{size[1]} (1/4 portrait) q90, '
           f'scales {SCALES}')
     print(f'same output sizes, scale factors and flips: yes; '
@@ -193,14 +255,28 @@ def main() -> None:
           f'{args.repeats} interleaved passes):')
     print(f'  stock  LoadImageFromFile + RandomChoiceResize  '
           f'{ips["stock"]:7.1f}')
-    print(f'  ours   LoadImageRandomChoiceResize (cv2)       '
+    print(f'  ours   LoadImageRandomChoiceResize (default: '
+          f'{ours.transforms[1].decode_backend}) '
           f'{ips["ours"]:7.1f}   ratio {ips["ours"] / ips["stock"]:.2f}x')
+    print(f'  ours   LoadImageRandomChoiceResize (cv2)       '
+          f'{ips["ours_cv2"]:7.1f}   ratio '
+          f'{ips["ours_cv2"] / ips["stock"]:.2f}x')
     print(f'  ours   LoadImageRandomChoiceResize (pillow)    '
           f'{ips["ours_pillow"]:7.1f}   ratio '
           f'{ips["ours_pillow"] / ips["stock"]:.2f}x')
     print(f'  + PackDetInputs: stock {ips["stock_pack"]:.1f}, ours '
           f'{ips["ours_pack"]:.1f}, ratio '
           f'{ips["ours_pack"] / ips["stock_pack"]:.2f}x')
+    bare = bare_decoders(infos, args.repeats)
+    print('bare decoders, ms/image: ' + ', '.join(
+        f'{k} {v:.3f}' for k, v in bare.items()))
+    floor = min(v for k, v in bare.items() if k.endswith('1/8'))
+    resize = resize_floor(infos, args.repeats)
+    print(f'bound: 1/8-size decode {floor:.3f} ms (~ the entropy decoding) '
+          f'+ unavoidable resize {resize:.3f} ms per image -> no '
+          f'libjpeg-based loader with the stock output passes '
+          f'{1e3 / (floor + resize) / ips["stock"]:.2f}x the stock '
+          'images/s here')
     per_scale(infos, args.repeats)
 
 

@@ -98,7 +98,7 @@ def test_sizes_and_reduction_by_hand():
     assert reduction_factor(500, 375, 853, 640) == 1
 
 
-@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+@pytest.mark.parametrize('backend', ['turbojpeg', 'cv2', 'pillow'])
 def test_same_sizes_boxes_and_meta_as_stock(tmp_path, backend):
     sizes = [(500, 375), (375, 500), (1000, 750), (2000, 1400), (97, 61)]
     stock, ours = pipelines(decode_backend=backend)
@@ -117,6 +117,15 @@ def test_same_sizes_boxes_and_meta_as_stock(tmp_path, backend):
             assert diff.mean() < 6, (w, h, b['decode_factor'])
             if b['decode_factor'] == 1:  # full decode: exactly stock
                 assert diff.max() == 0
+            elif backend == 'turbojpeg':  # libjpeg-turbo: cv2's pixels
+                f = b['decode_factor']
+                ref = cv2.imdecode(np.fromfile(path, np.uint8),
+                                   getattr(cv2, f'IMREAD_REDUCED_COLOR_{f}'))
+                ref = cv2.resize(ref, b['img_shape'][::-1],
+                                 interpolation=cv2.INTER_LINEAR)
+                if b['flip']:
+                    ref = ref[:, ::-1]
+                np.testing.assert_array_equal(b['img'], ref)
     assert factors >= {1, 2, 4, 8}
 
 
@@ -146,7 +155,7 @@ def test_png_named_jpeg_grayscale_and_cmyk(tmp_path):
     cmyk = tmp_path / 'cmyk.JPEG'
     Image.fromarray(img[..., ::-1]).convert('CMYK').save(cmyk, quality=90)
     for path in (gray, cmyk):
-        for backend in ('cv2', 'pillow'):
+        for backend in ('turbojpeg', 'cv2', 'pillow'):
             stock, ours = pipelines(scales=[(1333, 96)], flip=0.,
                                     decode_backend=backend)
             a, b = run_both(stock, ours, info(path, 400, 300), 0)
@@ -158,7 +167,7 @@ def test_png_named_jpeg_grayscale_and_cmyk(tmp_path):
     assert (b['img'][..., 0] == b['img'][..., 2]).all()
 
 
-@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+@pytest.mark.parametrize('backend', ['turbojpeg', 'cv2', 'pillow'])
 def test_exif_rotated_jpeg_matches_stock(tmp_path, backend):
     raw = Image.fromarray(smooth_image(640, 400)[..., ::-1])
     exif = Image.Exif()
@@ -196,7 +205,7 @@ def test_bad_files_and_wrong_sizes(tmp_path):
     data = open(path, 'rb').read()
     cut = tmp_path / 'cut.JPEG'
     cut.write_bytes(data[:len(data) * 2 // 3])
-    for backend in ('cv2', 'pillow'):
+    for backend in ('turbojpeg', 'cv2', 'pillow'):
         _, ours = pipelines(scales=[(1333, 96)], flip=0.,
                             decode_backend=backend)
         with pytest.raises(OSError, match='cannot decode image .*cut.JPEG'):
@@ -232,3 +241,42 @@ def test_numpy_boxes_are_rescaled_and_clipped(tmp_path):
     assert out['scale_factor'] == (0.25, 0.25)
     np.testing.assert_allclose(out['gt_bboxes'], [[2.5, 5., 80., 25.]])
     assert osp.basename(out['img_path']) == 'a.JPEG'
+
+
+def test_turbojpeg_path_is_taken_for_plain_jpegs_only(tmp_path, monkeypatch):
+    """The fast path must really run for ordinary JPEGs (a silent fallback
+    to cv2 would lose the speed), and must not run where TurboJPEG would
+    differ from the stock loader (EXIF orientation, CMYK)."""
+    from projects.dap.dap.datasets import transforms
+    calls = []
+    real = transforms.simplejpeg.decode_jpeg
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transforms.simplejpeg, 'decode_jpeg', counting)
+    plain = write_jpeg(tmp_path / 'plain.JPEG', 500, 375)
+    img, size, factor = decode_resized(
+        open(plain, 'rb').read(), (1333, 96), backend='turbojpeg')
+    assert (size, factor, img.shape) == ((500, 375), 2, (96, 128, 3))
+    assert calls == [dict(min_height=188, min_width=250)]
+    decode_resized(open(plain, 'rb').read(), (1333, 640),
+                   backend='turbojpeg')
+    assert calls[-1] == dict(min_height=0, min_width=0)  # full size
+
+    raw = Image.fromarray(smooth_image(64, 48))
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    tagged = io.BytesIO()
+    raw.save(tagged, 'JPEG', quality=90, exif=exif.tobytes())
+    assert transforms._has_exif(tagged.getvalue())
+    assert not transforms._has_exif(open(plain, 'rb').read())
+    cmyk = io.BytesIO()
+    raw.convert('CMYK').save(cmyk, 'JPEG', quality=90)
+    n = len(calls)
+    for data in (tagged.getvalue(), cmyk.getvalue()):
+        img, size, _ = decode_resized(data, (1333, 24), backend='turbojpeg')
+        assert size == (64, 48) and img.shape == (24, 32, 3)
+    assert len(calls) == n
+    assert transforms.resolve_backend('auto') == 'turbojpeg'

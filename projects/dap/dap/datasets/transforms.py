@@ -7,7 +7,10 @@ libjpeg can decode at 1/2, 1/4 or 1/8 size directly in the DCT domain
 (``cv2.IMREAD_REDUCED_COLOR_*``, PIL's ``Image.draft``), skipping most of
 the inverse DCT, chroma upsampling, colour conversion and the later shrink
 (not the entropy decoding), but only a transform that knows the target
-size before decoding can use it.  So
+size before decoding can use it.  The default decoder is libjpeg-turbo's
+TurboJPEG API (``simplejpeg``): the same library and pixels as cv2's
+decode, without the ~0.3 ms per 500x375 image that ``cv2.imdecode`` adds
+around it, which also speeds up the scales where no reduction fits.  So
 :class:`LoadImageRandomChoiceResize` draws the scale first, decodes at the
 smallest reduced size that is still at least the target size, and resizes
 to exactly the size the stock pipeline would produce.  ``ori_shape``,
@@ -15,9 +18,9 @@ to exactly the size the stock pipeline would produce.  ``ori_shape``,
 so everything after it sees the same keys as after the stock pair.
 
 What it buys depends on the JPEGs: entropy decoding cannot be skipped and
-is most of a high-quality JPEG's decode.  On 500x375 q90 images it saves
-~20% per image at short side 96 / 160 and nothing at 320 / 640 (where no
-reduction fits); see ``benchmarks/bench_reduced_decode.py``.
+is most of a high-quality JPEG's decode; see
+``benchmarks/bench_reduced_decode.py`` for the measured ratios and the
+bound they cannot pass.
 """
 import io
 from typing import List, Optional, Sequence, Tuple, Union
@@ -45,7 +48,25 @@ _CV2_REDUCED = {
     8: cv2.IMREAD_REDUCED_COLOR_8
 }
 _JPEG_MAGIC = b'\xff\xd8\xff'
-_BACKENDS = ('cv2', 'pillow')
+_BACKENDS = ('auto', 'turbojpeg', 'cv2', 'pillow')
+
+try:  # libjpeg-turbo's TurboJPEG API (the same library cv2 bundles)
+    import simplejpeg
+except ImportError:  # pragma: no cover - it is in requirements/runtime.txt
+    simplejpeg = None
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' is 'turbojpeg' when simplejpeg is installed, else 'cv2'."""
+    if backend not in _BACKENDS:
+        raise ValueError(f'backend must be one of {_BACKENDS}, got '
+                         f'{backend!r}')
+    if backend == 'auto':
+        return 'turbojpeg' if simplejpeg is not None else 'cv2'
+    if backend == 'turbojpeg' and simplejpeg is None:
+        raise ImportError('decode_backend="turbojpeg" needs simplejpeg '
+                          '(pip install simplejpeg)')
+    return backend
 
 
 def target_size(width: int, height: int, scale: Scale,
@@ -87,7 +108,7 @@ def decode_resized(img_bytes: bytes,
                    reduced: bool = True,
                    interpolation: str = 'bilinear',
                    channel_order: str = 'bgr',
-                   backend: str = 'cv2',
+                   backend: str = 'auto',
                    size_hint: Optional[Tuple[int, int]] = None,
                    name: str = '<bytes>'
                    ) -> Tuple[np.ndarray, Tuple[int, int], int]:
@@ -106,9 +127,13 @@ def decode_resized(img_bytes: bytes,
     the cv2 backend skip reading the header; a wrong hint is detected (the
     decoded size differs) and the image is decoded at full size instead.
     """
-    if backend not in _BACKENDS:
-        raise ValueError(f'backend must be one of {_BACKENDS}, got '
-                         f'{backend!r}')
+    backend = resolve_backend(backend)
+    if backend == 'turbojpeg':
+        out = _decode_jpeg_turbo(img_bytes, scale, keep_ratio, reduced,
+                                 interpolation, channel_order)
+        if out is not None:
+            return out
+        backend = 'cv2'  # EXIF-rotated, CMYK, corrupt: as the stock loader
     if reduced:
         out = _decode_jpeg_reduced(img_bytes, scale, keep_ratio,
                                    interpolation, channel_order, backend,
@@ -122,6 +147,60 @@ def decode_resized(img_bytes: bytes,
         full = mmcv.imresize(full, (out_w, out_h),
                              interpolation=interpolation, backend='cv2')
     return full, (w, h), 1
+
+
+def _has_exif(img_bytes: bytes) -> bool:
+    """Whether an APP1 Exif block precedes the image data (it may hold an
+    orientation, which TurboJPEG does not apply but cv2 does)."""
+    pos = 2
+    while pos + 4 <= len(img_bytes) and img_bytes[pos] == 0xFF:
+        marker = img_bytes[pos + 1]
+        if marker == 0xDA or not 0xE0 <= marker <= 0xFE:
+            return False  # start of scan / tables: no more APPn blocks
+        length = int.from_bytes(img_bytes[pos + 2:pos + 4], 'big')
+        if marker == 0xE1 and img_bytes[pos + 4:pos + 10] == b'Exif\0\0':
+            return True
+        pos += 2 + length
+    # DQT/DHT/SOF may come before APPn in odd files: look for it anywhere
+    return b'Exif\0\0' in img_bytes[:65536]
+
+
+def _decode_jpeg_turbo(img_bytes: bytes, scale: Scale, keep_ratio: bool,
+                       reduced: bool, interpolation: str,
+                       channel_order: str
+                       ) -> Optional[Tuple[np.ndarray, Tuple[int, int],
+                                           int]]:
+    """TurboJPEG decode (at 1/2, 1/4, 1/8 size when the target allows),
+    bit-identical to cv2's decode of the same size; None hands the image
+    to the cv2 path (not a JPEG, an EXIF block that may rotate it, CMYK,
+    or a decoder error)."""
+    if img_bytes[:3] != _JPEG_MAGIC or _has_exif(img_bytes):
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(
+            img_bytes)
+    except ValueError:
+        return None
+    if colorspace not in ('YCbCr', 'RGB', 'Gray'):
+        return None  # CMYK / YCCK: cv2 converts these like the stock path
+    out_w, out_h = target_size(width, height, scale, keep_ratio)
+    factor = reduction_factor(width, height, out_w, out_h) if reduced else 1
+    # ask for exactly the power-of-two size: libjpeg-turbo's other M/8
+    # factors are plain C and slower than a full decode
+    expected = (-(-height // factor), -(-width // factor))
+    try:
+        arr = simplejpeg.decode_jpeg(
+            img_bytes, 'BGR' if channel_order == 'bgr' else 'RGB',
+            min_height=expected[0] if factor > 1 else 0,
+            min_width=expected[1] if factor > 1 else 0)
+    except ValueError:  # truncated / corrupt: let cv2 (like stock) try
+        return None
+    if arr.shape[:2] != expected:
+        return None
+    if arr.shape[:2] != (out_h, out_w):
+        arr = mmcv.imresize(arr, (out_w, out_h),
+                            interpolation=interpolation, backend='cv2')
+    return arr, (width, height), factor
 
 
 def _decode_jpeg_reduced(img_bytes: bytes, scale: Scale, keep_ratio: bool,
@@ -230,9 +309,11 @@ class LoadImageRandomChoiceResize(BaseTransform):
         reduced_decode: False decodes every image at full size (then this
             is exactly the stock pair; useful for comparisons).
         channel_order: 'bgr' like ``LoadImageFromFile``, or 'rgb'.
-        decode_backend: reduced JPEG decoding by 'cv2' (the library the
-            stock loader uses; EXIF orientation and CMYK as there) or
-            'pillow' (``Image.draft``).
+        decode_backend: JPEG decoding by 'turbojpeg' (libjpeg-turbo's
+            TurboJPEG API through simplejpeg: the fastest, pixels identical
+            to cv2's; EXIF-tagged and CMYK JPEGs go to cv2), 'cv2' (the
+            stock loader's decoder, ``IMREAD_REDUCED_COLOR_*``), 'pillow'
+            (``Image.draft``) or 'auto' (turbojpeg when installed).
         check_size: raise if the dataset's ``width``/``height`` differ from
             the image's (its boxes would then be wrong).
         backend_args: mmengine file backend arguments.
@@ -245,7 +326,7 @@ class LoadImageRandomChoiceResize(BaseTransform):
                  interpolation: str = 'bilinear',
                  reduced_decode: bool = True,
                  channel_order: str = 'bgr',
-                 decode_backend: str = 'cv2',
+                 decode_backend: str = 'auto',
                  check_size: bool = True,
                  backend_args: Optional[dict] = None) -> None:
         super().__init__()
@@ -269,7 +350,7 @@ class LoadImageRandomChoiceResize(BaseTransform):
         if decode_backend not in _BACKENDS:
             raise ValueError(f'decode_backend must be one of {_BACKENDS}, '
                              f'got {decode_backend!r}')
-        self.decode_backend = decode_backend
+        self.decode_backend = resolve_backend(decode_backend)
         self.keep_ratio = keep_ratio
         self.clip_object_border = clip_object_border
         self.interpolation = interpolation
