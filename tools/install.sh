@@ -36,6 +36,28 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
+
+# Nothing to do when this checkout was installed into this venv with the same requirements and script
+# (the stamp is written last, after the stack check passed) and the stack still imports.
+STAMP="$VENV/.dap-install-stamp"
+WANT="$ROOT $TORCH_SPEC keep=${DAP_KEEP_TORCH:-0} $(cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" \
+    "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+check_stack() {
+    python - <<'PY'
+import mmcv, mmdet, mmengine, mmpretrain, torch
+import mmdet.models, mmpretrain.models  # noqa: F401  (mmpretrain needs torchvision)
+from mmcv.ops import RoIAlign, nms  # noqa: F401  (compiled ops present)
+import projects.dap.dap  # noqa: F401
+print(f'torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '
+      f'mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}')
+PY
+}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && check_stack 2>/dev/null; then
+    step "environment at $VENV is up to date (delete $STAMP to force a reinstall)"
+    exit 0
+fi
+rm -f "$STAMP"
+
 # pip warns about every package missing from this machine's local mirrors: keep the log readable
 pip_quiet() { python -m pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 PIP=pip_quiet
@@ -81,12 +103,6 @@ else
 fi
 
 step "checking the stack"
-python - <<'PY'
-import mmcv, mmdet, mmengine, mmpretrain, torch
-import mmdet.models, mmpretrain.models  # noqa: F401  (mmpretrain needs torchvision)
-from mmcv.ops import RoIAlign, nms  # noqa: F401  (compiled ops present)
-import projects.dap.dap  # noqa: F401
-print(f'torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '
-      f'mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}')
-PY
+check_stack
+echo "$WANT" > "$STAMP"
 step "done: activate with 'source $VENV/bin/activate'"
