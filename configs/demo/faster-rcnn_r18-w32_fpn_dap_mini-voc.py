@@ -21,7 +21,11 @@ model = dict(
         out_channels=fpn_channels),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=fpn_channels),
+        # one bilinear sample per 7x7 bin (the real configs: 2x2): the
+        # RoIs here span only a few feature cells, and mmcv's CPU RoIAlign
+        # cost grows with the samples
+        bbox_roi_extractor=dict(
+            roi_layer=dict(sampling_ratio=1), out_channels=fpn_channels),
         bbox_head=dict(
             in_channels=fpn_channels, fc_out_channels=256,
             num_classes=len(classes))),
