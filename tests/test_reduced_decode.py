@@ -231,6 +231,8 @@ def test_decode_resized_and_options():
     assert pil.size == (320, 240)
     with pytest.raises(ValueError, match='channel_order'):
         LoadImageRandomChoiceResize(scales=[(1, 1)], channel_order='bgra')
+    with pytest.raises(ValueError, match='decode_backend must be one of'):
+        LoadImageRandomChoiceResize(scales=[(1, 1)], decode_backend='turbo')
 
 
 def test_numpy_boxes_are_rescaled_and_clipped(tmp_path):
@@ -280,3 +282,43 @@ def test_turbojpeg_path_is_taken_for_plain_jpegs_only(tmp_path, monkeypatch):
         assert size == (64, 48) and img.shape == (24, 32, 3)
     assert len(calls) == n
     assert transforms.resolve_backend('auto') == 'turbojpeg'
+
+
+def _segments(jpeg: bytes) -> list:
+    """(marker, whole segment bytes) of a JPEG header, up to the scan."""
+    pos, out = 2, []
+    while jpeg[pos + 1] != 0xDA:
+        length = int.from_bytes(jpeg[pos + 2:pos + 4], 'big')
+        out.append((jpeg[pos + 1], jpeg[pos:pos + 2 + length]))
+        pos += 2 + length
+    return out, jpeg[pos:]
+
+
+def test_exif_after_other_header_segments_still_goes_to_cv2(tmp_path):
+    """An Exif block behind a DQT (legal, seen in odd encoders) must still
+    be found, or a rotated image would decode unrotated, at the wrong
+    size for its boxes."""
+    from projects.dap.dap.datasets import transforms
+    raw = Image.fromarray(smooth_image(640, 400)[..., ::-1])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: 400 wide, 640 high
+    buf = io.BytesIO()
+    raw.save(buf, 'JPEG', quality=90, exif=exif.tobytes())
+    segments, scan = _segments(buf.getvalue())
+    app1 = [seg for marker, seg in segments if marker == 0xE1]
+    rest = [seg for marker, seg in segments if marker != 0xE1]
+    dqt = next(i for i, seg in enumerate(rest) if seg[1] == 0xDB)
+    moved = b''.join([b'\xff\xd8'] + rest[:dqt + 1] + app1 +
+                     rest[dqt + 1:]) + scan
+    assert moved.index(b'Exif') > moved.index(b'\xff\xdb')
+    assert transforms._has_exif(moved)
+    path = tmp_path / 'late_exif.JPEG'
+    path.write_bytes(moved)
+    stock, ours = pipelines(scales=[(1333, 96)], flip=0.,
+                            decode_backend='turbojpeg')
+    a, b = run_both(stock, ours, info(path, 400, 640), 0)
+    assert a['ori_shape'] == (640, 400)
+    assert_same_geometry(a, b)
+    # a header that cannot be walked errs towards cv2 only if it has Exif
+    assert not transforms._has_exif(b'\xff\xd8\x00junk')
+    assert transforms._has_exif(b'\xff\xd8\x00junk Exif\0\0')

@@ -56,10 +56,11 @@ except ImportError:  # pragma: no cover - it is in requirements/runtime.txt
     simplejpeg = None
 
 
-def resolve_backend(backend: str) -> str:
-    """'auto' is 'turbojpeg' when simplejpeg is installed, else 'cv2'."""
+def resolve_backend(backend: str, arg: str = 'backend') -> str:
+    """'auto' is 'turbojpeg' when simplejpeg is installed, else 'cv2';
+    ``arg`` names the argument in the error for an unknown backend."""
     if backend not in _BACKENDS:
-        raise ValueError(f'backend must be one of {_BACKENDS}, got '
+        raise ValueError(f'{arg} must be one of {_BACKENDS}, got '
                          f'{backend!r}')
     if backend == 'auto':
         return 'turbojpeg' if simplejpeg is not None else 'cv2'
@@ -150,18 +151,21 @@ def decode_resized(img_bytes: bytes,
 
 
 def _has_exif(img_bytes: bytes) -> bool:
-    """Whether an APP1 Exif block precedes the image data (it may hold an
-    orientation, which TurboJPEG does not apply but cv2 does)."""
+    """Whether an APP1 Exif block comes before the first scan (it may hold
+    an orientation, which TurboJPEG does not apply but cv2 does).  Every
+    header segment is walked (DQT/DHT/SOF may precede APPn); a header that
+    cannot be walked is searched as bytes, erring towards the cv2 path."""
     pos = 2
     while pos + 4 <= len(img_bytes) and img_bytes[pos] == 0xFF:
         marker = img_bytes[pos + 1]
-        if marker == 0xDA or not 0xE0 <= marker <= 0xFE:
-            return False  # start of scan / tables: no more APPn blocks
-        length = int.from_bytes(img_bytes[pos + 2:pos + 4], 'big')
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: the header is over
+            return False
         if marker == 0xE1 and img_bytes[pos + 4:pos + 10] == b'Exif\0\0':
             return True
-        pos += 2 + length
-    # DQT/DHT/SOF may come before APPn in odd files: look for it anywhere
+        pos += 2 + int.from_bytes(img_bytes[pos + 2:pos + 4], 'big')
     return b'Exif\0\0' in img_bytes[:65536]
 
 
@@ -347,10 +351,8 @@ class LoadImageRandomChoiceResize(BaseTransform):
         if channel_order not in ('bgr', 'rgb'):
             raise ValueError(f'channel_order must be bgr or rgb, got '
                              f'{channel_order!r}')
-        if decode_backend not in _BACKENDS:
-            raise ValueError(f'decode_backend must be one of {_BACKENDS}, '
-                             f'got {decode_backend!r}')
-        self.decode_backend = resolve_backend(decode_backend)
+        self.decode_backend = resolve_backend(decode_backend,
+                                              'decode_backend')
         self.keep_ratio = keep_ratio
         self.clip_object_border = clip_object_border
         self.interpolation = interpolation
