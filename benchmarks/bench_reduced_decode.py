@@ -168,6 +168,17 @@ def resize_floor(infos: list, repeats: int) -> float:
     return 1e3 * total / len(infos)
 
 
+def ours_pipeline(scales: list, flip: bool = True,
+                  **kwargs) -> Compose:
+    """LoadAnnotations + LoadImageRandomChoiceResize (``kwargs``: e.g.
+    ``decode_backend``) [+ RandomFlip]: the pipeline under test."""
+    return Compose([
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='LoadImageRandomChoiceResize', scales=scales,
+             keep_ratio=True, **kwargs)
+    ] + ([dict(type='RandomFlip', prob=0.5)] if flip else []))
+
+
 def per_scale(infos: list, repeats: int) -> None:
     """Where the time goes: each scale alone."""
     for scale in SCALES:
@@ -177,16 +188,9 @@ def per_scale(infos: list, repeats: int) -> None:
                 dict(type='LoadAnnotations', with_bbox=True),
                 dict(type='Resize', scale=scale, keep_ratio=True)
             ]),
-            ours=Compose([
-                dict(type='LoadAnnotations', with_bbox=True),
-                dict(type='LoadImageRandomChoiceResize', scales=[scale],
-                     keep_ratio=True)
-            ]),
-            ours_cv2=Compose([
-                dict(type='LoadAnnotations', with_bbox=True),
-                dict(type='LoadImageRandomChoiceResize', scales=[scale],
-                     keep_ratio=True, decode_backend='cv2')
-            ]))
+            ours=ours_pipeline([scale], flip=False),
+            ours_cv2=ours_pipeline([scale], flip=False,
+                                   decode_backend='cv2'))
         ips = timed(pipes, infos, repeats)
         print(f'  scale {scale}: stock {1e3 / ips["stock"]:.3f} ms/img, '
               f'ours {1e3 / ips["ours"]:.3f} ms/img (ratio '
@@ -216,18 +220,9 @@ def main() -> None:
     stock = Compose([dict(type='LoadImageFromFile')] + load + [
         dict(type='RandomChoiceResize', scales=SCALES, keep_ratio=True)
     ] + flip)
-    ours = Compose(load + [
-        dict(type='LoadImageRandomChoiceResize', scales=SCALES,
-             keep_ratio=True)
-    ] + flip)
-    ours_cv2 = Compose(load + [
-        dict(type='LoadImageRandomChoiceResize', scales=SCALES,
-             keep_ratio=True, decode_backend='cv2')
-    ] + flip)
-    ours_pil = Compose(load + [
-        dict(type='LoadImageRandomChoiceResize', scales=SCALES,
-             keep_ratio=True, decode_backend='pillow')
-    ] + flip)
+    ours = ours_pipeline(SCALES)
+    ours_cv2 = ours_pipeline(SCALES, decode_backend='cv2')
+    ours_pil = ours_pipeline(SCALES, decode_backend='pillow')
     pack = Compose([dict(type='PackDetInputs')])
 
     # same scale / flip draws -> same output sizes, boxes and meta
