@@ -40,7 +40,10 @@ def reference_fit(cam,
                 ys, xs = np.nonzero(labels == i)
                 y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
                 comps.append(((y1 - y0) * (x1 - x0), y0, y1, x0, x1))
-            comps.sort(key=lambda c: -c[0])  # stable: ties keep label order
+            # largest first, equal areas: the higher label first (the
+            # original's np.argsort(areas)[::-1])
+            comps = comps[::-1]
+            comps.sort(key=lambda c: -c[0])
             kept = [c for c in comps if c[0] >= ratio * comps[0][0]][:k]
             for _, y0, y1, x0, x1 in kept:
                 w = (cam[y0:y1, x0:x1] + bias) * binary[y0:y1, x0:x1]
@@ -67,19 +70,23 @@ def reference_fit(cam,
     scores = areas / ref if ref > 0 else np.ones(len(areas))
     if nms_iou is None:
         return boxes, scores, ths
+    # maskrcnn-benchmark's NMS: +1 in pixels, suppressed at IoU >= nms_iou,
+    # the kept boxes in raw order
+    offset = 0.0 if image_hw is None else 1.0
     order = sorted(range(len(boxes)), key=lambda i: -np.round(scores[i], 9))
     keep = []
     for i in order:
-        if all(iou(boxes[i], boxes[j]) <= nms_iou + 1e-9 for j in keep):
+        if all(iou(boxes[i], boxes[j], offset) < nms_iou - 1e-9 for j in keep):
             keep.append(i)
+    keep.sort()
     return boxes[keep], scores[keep], ths[keep]
 
 
-def iou(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) -
-             iw * ih)
+def iou(a, b, offset=0.0):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + offset)
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + offset)
+    union = ((a[2] - a[0] + offset) * (a[3] - a[1] + offset) +
+             (b[2] - b[0] + offset) * (b[3] - b[1] + offset) - iw * ih)
     if union <= 0:  # two empty boxes: duplicates or not
         return float(np.array_equal(a, b))
     return iw * ih / union
@@ -203,16 +210,17 @@ def test_other_blobs_inside_the_rectangle_count():
     np.testing.assert_allclose(raw.boxes, [u_box], atol=1e-12)
 
 
-def test_ties_in_rectangle_area_keep_raster_order():
+def test_ties_in_rectangle_area_rank_the_higher_label_first():
     cam = np.zeros((6, 9))
-    cam[4, 1:3] = 0.9  # 1 x 2, first cell (4, 1)
-    cam[1, 6:8] = 0.9  # 1 x 2, first cell (1, 6): earlier in raster order
-    cam[2:4, 4] = 0.9  # 2 x 1, first cell (2, 4)
+    cam[4, 1:3] = 0.9  # 1 x 2, first cell (4, 1): label 3
+    cam[1, 6:8] = 0.9  # 1 x 2, first cell (1, 6): label 1
+    cam[2:4, 4] = 0.9  # 2 x 1, first cell (2, 4): label 2
     raw = fit_cam_boxes_with_thresholds(
         cam, thresholds=(0.5, ), max_per_threshold=2, nms_iou=None)
     half = uniform_fit(2) / 2
+    # np.argsort([2, 2, 2])[::-1] = [2, 1, 0]: labels 3 and 2
     np.testing.assert_allclose(
-        raw.boxes, [[7 - half, 1, 7 + half, 2], [4, 3 - half, 5, 3 + half]],
+        raw.boxes, [[2 - half, 4, 2 + half, 5], [4, 3 - half, 5, 3 + half]],
         atol=1e-12)
 
 
@@ -239,9 +247,12 @@ def test_nms_larger_box_wins_and_iou_threshold():
     ratio = small / large
     both = fit_cam_boxes_with_thresholds(
         cam, thresholds=(0.5, 0.2), nms_iou=ratio + 0.01)
-    # Sorted by score: the larger box (score > 1) first.
-    np.testing.assert_allclose(both.boxes, raw.boxes[::-1])
-    np.testing.assert_allclose(both.scores, [large / small, 1])
+    # Kept boxes stay in their raw order (boxlist_nms), not score order.
+    np.testing.assert_allclose(both.boxes, raw.boxes)
+    np.testing.assert_allclose(both.scores, [1, large / small])
+    # Suppressed at IoU == nms_iou (>=, as maskrcnn-benchmark), not only >.
+    assert len(fit_cam_boxes_with_thresholds(
+        cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
     one = fit_cam_boxes_with_thresholds(
         cam, thresholds=(0.5, 0.2), nms_iou=ratio - 0.01)
     # The larger box wins even though its threshold came second.
@@ -364,9 +375,10 @@ def test_first_box_clipped_to_nothing():
     # The first box is empty: scores are relative to the largest box.
     np.testing.assert_array_equal(res.scores, [0, 1] * 4)
     nms = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577))
-    # Identical empty boxes are duplicates; the rest are NMS-ed as usual.
-    np.testing.assert_array_equal(nms.boxes, res.boxes[[1, 0]])
-    np.testing.assert_array_equal(nms.scores, [1, 0])
+    # Identical empty boxes are duplicates (1 pixel wide with the +1); the
+    # rest are NMS-ed as usual; the kept two in raw order.
+    np.testing.assert_array_equal(nms.boxes, res.boxes[[0, 1]])
+    np.testing.assert_array_equal(nms.scores, [0, 1])
     assert_same(nms, reference_fit(cam, image_hw=(576, 577)), atol=1e-12)
 
 

@@ -3,10 +3,10 @@
 The original algorithm, per map and per threshold ``t`` (in the given order):
 
 1. ``binary = cam > t``; 4-connected components;
-2. rank components by the area of their bounding rectangle (ties: raster
-   order of the component's first cell, i.e. ``scipy.ndimage.label`` order);
-   keep those with rectangle area >= ``min_area_ratio`` x the largest, at
-   most ``max_per_threshold``;
+2. rank components by the area of their bounding rectangle, largest
+   first; equal areas rank the higher ``scipy.ndimage.label`` label first
+   (the original's ``np.argsort(areas)[::-1]``); keep those with rectangle
+   area >= ``min_area_ratio`` x the largest, at most ``max_per_threshold``;
 3. per kept component, weights ``w = cam + bias`` on the cells of ``binary``
    inside the component's bounding rectangle (cells of other blobs inside
    that rectangle count too); centre = weighted mean of the cell indices,
@@ -14,25 +14,29 @@ The original algorithm, per map and per threshold ``t`` (in the given order):
    ``x1 = cx + 0.5 - w / 2``, ``x2 = x1 + w`` (cell ``i`` spans
    ``[i, i + 1]``), same for y.
 
-Score of a box = its area / the area of the first raw box (with
-``image_hw``, boxes are scaled to pixels and clipped first, as in the
-original; should clipping leave the first box empty, i.e. with less than
-1e-9 of the largest box's area, the largest box is the reference, and if all
-are empty every score is 1).  Greedy NMS in
-descending score order (larger boxes win) with the standard xyxy IoU (no
-``+1``); a box is suppressed when its IoU with a kept box is ``> nms_iou``.
-Exact ties must not be decided by rounding noise (one component found at
-several thresholds gives the same box several times; mirror-image blobs
-give equal areas), so scores equal to 9 decimals keep the raw order and an
-IoU within 1e-9 of ``nms_iou`` counts as equal to it.  Two empty boxes
-overlap (IoU 1) only if they are identical.
+With ``image_hw`` (what generation uses) boxes are then scaled to pixels
+and clipped to ``[0, W - 1]`` x ``[0, H - 1]``, scored (area / area of the
+first raw box) and put through maskrcnn-benchmark's ``boxlist_nms`` as the
+original does: widths and heights count ``+1``, a box is suppressed when
+its IoU with a kept box is ``>= nms_iou``, boxes are visited in descending
+score order and the kept ones are returned in their raw order.  Without
+``image_hw`` (boxes in CAM cells) the NMS is the same but without the
+``+1``, a pixel convention that means nothing on the cell grid.
+
+Where the original leaves the outcome to rounding noise, exact ties in
+real arithmetic are made explicit: scores equal to 9 decimals keep the raw
+order (one component found at several thresholds gives the same box several
+times) and an IoU within 1e-9 of ``nms_iou`` counts as equal to it.
 
 Degenerate maps, which the original never defined (it divided by zero):
 
 * a threshold that no cell exceeds is skipped;
 * if no threshold yields a component, or the map is constant (no spatial
   information at all), the result is one box covering the whole map,
-  ``[0, 0, W, H]``, with score 1 and threshold :data:`FALLBACK_THRESHOLD`.
+  ``[0, 0, W, H]``, with score 1 and threshold :data:`FALLBACK_THRESHOLD`;
+* should clipping leave the first box empty (less than 1e-9 of the largest
+  box's area; the original divided by zero), the largest box is the score
+  reference, and if all are empty every score is 1.
 
 Implementation: everything in float64 numpy, no per-image Python loop.  The
 maps of a batch are stacked (NaN-separated) in cache-sized chunks; the
@@ -257,8 +261,11 @@ def _chunk_raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     rh, rw = bottom - top + 1, right - left
     area = rh * rw
     span = int(area.max()) + 1 if area.size else 1
-    order = np.argsort(
-        (img * num_t + ct) * span + (span - 1 - area), kind='stable')
+    # Descending area; equal areas: the higher component (label) first, as
+    # the original's ``np.argsort(areas)[::-1]`` ranks them.  Components
+    # come in label order, so a stable sort of the reversed keys does it.
+    key = ((img * num_t + ct) * span + (span - 1 - area))[::-1]
+    order = (key.size - 1) - np.argsort(key, kind='stable')
     img, ct, top, left, rh, rw, area = (
         a[order] for a in (img, ct, top, left, rh, rw, area))
     group = img * num_t + ct
@@ -446,7 +453,8 @@ def fit_cam_boxes_batched(
     scores = np.where(ref > 0, area / np.where(ref > 0, ref, 1.0), 1.0)
 
     if nms_iou is not None:
-        keep = _batched_nms(img, boxes, scores, first, counts, nms_iou)
+        keep = _batched_nms(img, boxes, scores, first, counts, nms_iou,
+                            offset=0.0 if image_hw is None else 1.0)
         img, boxes, scores, ths = (a[keep] for a in (img, boxes, scores, ths))
         counts = np.bincount(img, minlength=num)
 
@@ -458,13 +466,16 @@ def fit_cam_boxes_batched(
 
 
 def _batched_nms(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                 first: np.ndarray, counts: np.ndarray,
-                 iou_thr: float) -> np.ndarray:
-    """Greedy NMS per image, vectorised over images.
+                 first: np.ndarray, counts: np.ndarray, iou_thr: float,
+                 offset: float) -> np.ndarray:
+    """maskrcnn-benchmark's greedy NMS per image, vectorised over images.
 
     ``img`` is sorted; ``first``/``counts`` locate each image's boxes.
-    Returns flat indices of the kept boxes, per image in descending score
-    order (ties keep the raw order).
+    Boxes are visited in descending score order (ties: raw order); a box is
+    suppressed when its IoU with a kept box is ``>= iou_thr``, widths and
+    heights counting ``offset`` extra (1 in pixels, as maskrcnn-benchmark's
+    ``boxlist_nms``).  Returns the flat indices of the kept boxes in their
+    raw order, as ``boxlist_nms`` does.
     """
     order = np.argsort(-np.round(scores, _TIE_DIGITS), kind='stable')
     order = order[np.argsort(img[order], kind='stable')]
@@ -473,18 +484,20 @@ def _batched_nms(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
     # All pairs (i, j) of one image with rank i < rank j.
     later = counts[img] - rank - 1
     pi = np.repeat(np.arange(img.size), later)
-    offset = np.zeros(img.size, dtype=np.int64)
-    np.cumsum(later[:-1], out=offset[1:])
-    pj = np.repeat(offset - np.arange(img.size) - 1, later)
+    start = np.zeros(img.size, dtype=np.int64)
+    np.cumsum(later[:-1], out=start[1:])
+    pj = np.repeat(start - np.arange(img.size) - 1, later)
     pj = np.arange(pi.size) - pj
     bi, bj = boxes[pi], boxes[pj]
     iw = np.minimum(bi[:, 2], bj[:, 2]) - np.maximum(bi[:, 0], bj[:, 0])
     ih = np.minimum(bi[:, 3], bj[:, 3]) - np.maximum(bi[:, 1], bj[:, 1])
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inter = np.maximum(iw + offset, 0) * np.maximum(ih + offset, 0)
+    area = ((boxes[:, 2] - boxes[:, 0] + offset) *
+            (boxes[:, 3] - boxes[:, 1] + offset))
     union = area[pi] + area[pj] - inter
-    over = inter > (iou_thr + _IOU_TOL) * union
-    # Boxes clipped to nothing (zero area): only exact duplicates overlap.
+    over = inter >= (iou_thr - _IOU_TOL) * union
+    # Without the pixel offset, boxes clipped to nothing (zero area) only
+    # overlap their exact duplicates.
     empty = union <= 0
     over[empty] = (bi[empty] == bj[empty]).all(axis=1)
     pi, pj = pi[over], pj[over]
@@ -496,7 +509,8 @@ def _batched_nms(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
         for r in range(bounds.size - 1):
             i, j = pi[bounds[r]:bounds[r + 1]], pj[bounds[r]:bounds[r + 1]]
             keep[j[keep[i]]] = False
-    return order[keep]
+    # ``img`` is sorted, so the raw order per image is the flat order
+    return np.sort(order[keep])
 
 
 def fit_cam_boxes_with_thresholds(
@@ -519,15 +533,16 @@ def fit_cam_boxes_with_thresholds(
         max_per_threshold: at most this many components per threshold.
         min_area_ratio: keep components whose bounding-rectangle area is at
             least this fraction of the largest one's.
-        nms_iou: NMS IoU; ``None`` returns the raw boxes in the original's
-            order (threshold by threshold, then rectangle area descending).
+        nms_iou: NMS IoU (see the module docstring); ``None`` returns the
+            raw boxes.
         image_hw: optional original image (height, width): scale and clip
             the boxes to pixels before scoring/NMS, like the original.
         cam_scale, stride: see :func:`scale_boxes_to_image`.
 
     Returns:
         :class:`CamBoxes` in CAM-cell units (or pixels with ``image_hw``),
-        sorted by score descending after NMS.
+        in the original's order (threshold by threshold, then rectangle area
+        descending), with and without NMS.
     """
     return fit_cam_boxes_batched(
         [cam],
@@ -548,13 +563,15 @@ def fit_cam_boxes(
     max_per_threshold: int = 4,
     min_area_ratio: float = 0.5,
     nms_iou: Optional[float] = 0.8,
+    image_hw: Optional[Tuple[int, int]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Pseudo boxes of one fused CAM: ``(boxes (K, 4) xyxy, scores (K,))``.
 
-    Boxes are in CAM-cell units (cell ``i`` spans ``[i, i + 1]``); see
-    :func:`fit_cam_boxes_with_thresholds` for the arguments.
+    Boxes are in CAM-cell units (cell ``i`` spans ``[i, i + 1]``), or in
+    pixels of the original image with ``image_hw`` (then exactly the
+    original's boxes); see :func:`fit_cam_boxes_with_thresholds`.
     """
     res = fit_cam_boxes_with_thresholds(cam, thresholds, bias,
                                         max_per_threshold, min_area_ratio,
-                                        nms_iou)
+                                        nms_iou, image_hw)
     return res.boxes, res.scores
