@@ -378,6 +378,35 @@ def test_mismatched_head_or_classes_fail_before_the_run(workspace):
     assert not (work_dir / 'cam_box_shards').exists()
 
 
+def test_classifier_trained_with_another_class_order_is_refused(workspace):
+    """A checkpoint that records its classes (mmpretrain's
+    meta.dataset_meta.classes) in another order than the dataset's is
+    refused before the first shard, naming the first differing index."""
+    state = torch.load(workspace['ckpt'], weights_only=True)['state_dict']
+    swapped = workspace['root'] / 'resnet18_swapped.pth'
+    torch.save({'state_dict': state,
+                'meta': {'dataset_meta': {'classes': ['c0', 'c2', 'c1']}}},
+               swapped)
+    work_dir = workspace['root'] / 'wd_swapped'
+    proc = run_tool([TOOL, workspace['cfg'], '--checkpoint', swapped,
+                     '--work-dir', work_dir], check=False)
+    assert proc.returncode == 1
+    assert ("class 1 of the dataset is 'c1' but the classifier was trained "
+            "with 'c2' as class 1") in proc.stdout
+    assert not (work_dir / 'cam_box_shards').exists()
+
+
+def test_check_class_order():
+    from projects.dap.dap.hooks.cam_box_hook import (CAMBoxRunError,
+                                                     check_class_order)
+    check_class_order(['a', 'b'], 2, ['a', 'b'])  # same order
+    check_class_order(['a', 'b'], 2, None)  # checkpoint does not say
+    with pytest.raises(CAMBoxRunError, match="class 0 of the dataset is 'a'"):
+        check_class_order(['a', 'b'], 2, ['b', 'a'])
+    with pytest.raises(CAMBoxRunError, match='has 3 classes'):
+        check_class_order(['a', 'b', 'c'], 2, ['a', 'b'])
+
+
 def test_load_image_for_cam_decodes_by_content_and_drafts(tmp_path):
     from projects.dap.dap.cam_transforms import LoadImageForCAM
     rng = np.random.default_rng(1)

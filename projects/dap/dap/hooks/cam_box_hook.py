@@ -113,6 +113,39 @@ def _diff(old: Any, new: Any, path: str, out: List[str]) -> None:
         out.append(f'{path}: existing {short(old)}, new {short(new)}')
 
 
+def check_class_order(dataset_classes: List[str], num_classes: int,
+                      classifier_classes: Optional[List[str]]) -> None:
+    """Refuse a dataset whose classes are not the classifier's, in order.
+
+    Label ``i`` of the image list picks the classifier's output ``i``: a
+    classifier trained with another class order would silently give CAMs of
+    the wrong class.  The order is checked when the classifier's checkpoint
+    records its classes (mmpretrain's ``meta.dataset_meta.classes``).
+    """
+    if len(dataset_classes) != num_classes:
+        raise CAMBoxRunError(
+            f'the dataset has {len(dataset_classes)} classes but the '
+            f'classifier has {num_classes}: boxes would be computed '
+            'for the wrong classes. Use the classifier trained on '
+            'this label set (or set the dataset classes).')
+    if classifier_classes is None:
+        return
+    if len(classifier_classes) != num_classes:
+        raise CAMBoxRunError(
+            f'the classifier\'s checkpoint names {len(classifier_classes)} '
+            f'classes (meta.dataset_meta.classes) but its head has '
+            f'{num_classes}: it cannot say which output is which class')
+    for i, (ours, theirs) in enumerate(
+            zip(dataset_classes, classifier_classes)):
+        if ours != theirs:
+            raise CAMBoxRunError(
+                f'class {i} of the dataset is {ours!r} but the classifier '
+                f'was trained with {theirs!r} as class {i} (its checkpoint\'s '
+                'meta.dataset_meta.classes): CAMs would be computed for the '
+                'wrong classes. Use the classifier trained on this class '
+                'order, or give the dataset the classifier\'s classes.')
+
+
 @HOOKS.register_module()
 class CAMBoxHook(Hook):
     """Store the boxes of a CAM-box test run in resumable shards.
@@ -158,12 +191,9 @@ class CAMBoxHook(Hook):
         classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
         if classes is not None:
             classes = [str(c) for c in classes]
-            if self.check_classes and len(classes) != num_classes:
-                raise CAMBoxRunError(
-                    f'the dataset has {len(classes)} classes but the '
-                    f'classifier has {num_classes}: boxes would be computed '
-                    'for the wrong classes. Use the classifier trained on '
-                    'this label set (or set the dataset classes).')
+            if self.check_classes:
+                check_class_order(classes, num_classes,
+                                  getattr(model, 'classes', None))
         fingerprint = None
         if is_main_process():
             print_log(

@@ -53,9 +53,20 @@ def _strip_prefix(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:
     return state
 
 
+def checkpoint_classes(ckpt: Any) -> Optional[List[str]]:
+    """The class names an mmpretrain checkpoint was trained with
+    (``meta.dataset_meta.classes``), or None when it does not say."""
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
+    classes = (dataset_meta.get('classes')
+               if isinstance(dataset_meta, dict) else None)
+    return None if classes is None else [str(c) for c in classes]
+
+
 def load_classifier_weights(classifier: torch.nn.Module,
-                            checkpoint: str) -> None:
-    """Load an mmpretrain classifier checkpoint, checking the head first.
+                            checkpoint: str) -> Optional[List[str]]:
+    """Load an mmpretrain classifier checkpoint, checking the head first;
+    return the checkpoint's class names (None when it has none).
 
     Uses ``weights_only`` loading.  A head whose class count differs from
     the config, or any missing / unexpected weight, is a
@@ -96,6 +107,7 @@ def load_classifier_weights(classifier: torch.nn.Module,
             f'[{few(missing)}], unexpected [{few(unexpected)}], other shape '
             f'[{few(mismatched)}]; check model.classifier (depth, widths)')
     classifier.load_state_dict(state, strict=True)
+    return checkpoint_classes(ckpt)
 
 
 @MODELS.register_module()
@@ -173,8 +185,12 @@ class CAMBoxGenerator(BaseModel):
             nms_iou=None if nms_iou is None else float(nms_iou))
         self.checkpoint = checkpoint
         self.checkpoint_sha256: Optional[str] = None
+        # the class order the classifier was trained with, when its
+        # checkpoint records it (CAMBoxHook compares it with the dataset's)
+        self.classes: Optional[List[str]] = None
         if checkpoint is not None:
-            load_classifier_weights(self.classifier, checkpoint)
+            self.classes = load_classifier_weights(self.classifier,
+                                                   checkpoint)
             self.checkpoint_sha256 = file_sha256(checkpoint)
         self.classifier.eval()
         from ..cam import CAMExtractor
