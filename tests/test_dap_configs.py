@@ -16,23 +16,32 @@ from mmengine.registry import init_default_scope
 
 from conftest import REPO
 from test_imagenet_pseudo_box import make_imagenet
+from test_original_defaults import assert_original_defaults
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 CONFIG_DIR = osp.join(REPO, 'configs', 'dap')
 CONFIGS = sorted(
     osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, 'dap_*.py')))
 RGB_MEAN, RGB_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-# name: (depth, classes, images per GPU, lr, weight decay, base batch,
-#        class-agnostic regression, classifier checkpoint, box file)
+# maskrcnn-benchmark's PIXEL_MEAN for the MSRA Caffe ResNets (BGR, std 1)
+CAFFE_MEAN = [102.9801, 115.9465, 122.7717]
+MSRA = 'open-mmlab://detectron2/resnet{}_caffe'
+# name: (depth, classes, GPUs, images per GPU, lr, weight decay, base batch,
+#        class-agnostic regression, backbone checkpoint, box file,
+#        proposals per image, warm-up (start factor, iterations))
 EXPECTED = {
     'dap_faster-rcnn_r50_fpn_1e_in1k.py':
-    (50, 1000, 8, 0.008, 1e-4, 64, False, 'in1k_r50', 'in1k_r101'),
+    (50, 1000, 8, 8, 0.008, 1e-4, 64, False, MSRA.format(50), 'in1k_r101',
+     250, (0.01, 2000)),
     'dap_faster-rcnn_r101_fpn_1e_in1k.py':
-    (101, 1000, 4, 0.004, 1e-4, 32, False, 'in1k_r101', 'in1k_r101'),
+    (101, 1000, 8, 4, 0.004, 1e-4, 32, False, MSRA.format(101), 'in1k_r101',
+     500, (0.01, 2000)),
     'dap_faster-rcnn_r50_fpn_1e_in22k.py':
-    (50, 21841, 8, 0.008, 1e-5, 64, False, 'in22k_r50', 'in22k_r50'),
+    (50, 21841, 16, 4, 0.008, 1e-5, 64, False,
+     'work_dirs/classifier/in22k_r50.pth', 'in22k_r50', 500, (1 / 3, 500)),
     'dap_faster-rcnn_r101_fpn_1e_in22k.py':
-    (101, 21841, 8, 0.008, 1e-5, 64, True, 'in22k_r101', 'in22k_r50'),
+    (101, 21841, 16, 4, 0.008, 1e-5, 64, True,
+     'work_dirs/classifier/in22k_r101.pth', 'in22k_r50', 500, (1 / 3, 500)),
 }
 
 
@@ -46,32 +55,44 @@ def test_every_config_is_covered():
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_says_what_dap_changes(name):
-    (depth, classes, per_gpu, lr, wd, base_batch, agnostic, ckpt,
-     boxes) = EXPECTED[name]
+    (depth, classes, gpus, per_gpu, lr, wd, base_batch, agnostic, ckpt,
+     boxes, proposals, warmup) = EXPECTED[name]
     cfg = load(name)
     assert cfg.custom_imports == dict(
         imports=['projects.dap.dap'], allow_failed_imports=False)
     m = cfg.model
     assert m.type == 'FasterRCNN' and m.neck.type == 'FPN'
+    assert_original_defaults(m)
     assert m.backbone.depth == depth
     assert m.backbone.frozen_stages == 1 and m.backbone.norm_eval
     assert m.backbone.norm_cfg == dict(type='BN', requires_grad=False)
-    assert m.backbone.init_cfg == dict(
-        type='Pretrained', checkpoint=f'work_dirs/classifier/{ckpt}.pth',
-        prefix='backbone.')
-    assert m.data_preprocessor.mean == RGB_MEAN
-    assert m.data_preprocessor.std == RGB_STD
-    assert m.data_preprocessor.bgr_to_rgb
+    pre = m.data_preprocessor
+    if classes == 1000:
+        # every IN-1K yaml starts from the MSRA Caffe ResNet: BGR, std 1
+        assert m.backbone.style == 'caffe'
+        assert m.backbone.init_cfg == dict(type='Pretrained', checkpoint=ckpt)
+        assert (pre.mean, pre.std) == (CAFFE_MEAN, [1.] * 3)
+        assert pre.bgr_to_rgb is False
+    else:
+        # the authors' 22K classifier: PyTorch style, RGB mean / std
+        assert m.backbone.style == 'pytorch'
+        assert m.backbone.init_cfg == dict(
+            type='Pretrained', checkpoint=ckpt, prefix='backbone.')
+        assert (pre.mean, pre.std) == (RGB_MEAN, RGB_STD)
+        assert pre.bgr_to_rgb is True
     roi = m.roi_head
     assert roi.bbox_roi_extractor.roi_layer == dict(
-        type='RoIAlign', output_size=7, sampling_ratio=2)
+        type='RoIAlign', output_size=7, sampling_ratio=2, aligned=False)
     assert roi.bbox_head.type == 'Shared2FCBBoxHead'
     assert roi.bbox_head.fc_out_channels == 1024
     assert roi.bbox_head.num_classes == classes
     assert roi.bbox_head.reg_class_agnostic == agnostic
+    # 2000 proposals per GPU batch (FPN_POST_NMS_PER_BATCH), per image here
+    assert m.train_cfg.rpn_proposal.max_per_img == proposals
+    assert proposals * cfg.train_dataloader.batch_size == 2000
 
     loader = cfg.train_dataloader
-    assert loader.batch_size == per_gpu and 8 * per_gpu == base_batch
+    assert loader.batch_size == per_gpu and gpus * per_gpu == base_batch
     data = loader.dataset
     assert data.type == 'ImageNetPseudoBoxDataset'
     assert data.box_file == f'pseudo_boxes/{boxes}.dapbox'
@@ -92,8 +113,8 @@ def test_config_says_what_dap_changes(name):
                                  weight_decay=wd)
     assert opt.paramwise_cfg == dict(bias_lr_mult=2., bias_decay_mult=0.)
     assert cfg.param_scheduler == [
-        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-             end=2000)
+        dict(type='LinearLR', start_factor=warmup[0], by_epoch=False,
+             begin=0, end=warmup[1])
     ]  # then constant
     images = 14197122 if classes == 21841 else 1281167
     assert cfg.train_cfg == dict(
@@ -114,7 +135,7 @@ def test_model_builds_with_frozen_bn_and_heads(name):
     import projects.dap.dap  # noqa: F401
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
-    depth, classes, *_, agnostic, _, _ = EXPECTED[name]
+    depth, classes, *_, agnostic, _, _, _, _ = EXPECTED[name]
     cfg = load(name)
     cfg.model.backbone.init_cfg = None
     with torch.device('meta'):  # shapes only: no memory, no random init
@@ -147,7 +168,7 @@ def test_mmpretrain_resnet_keys_map_onto_mmdet(depth):
     assert all(det[k].shape == cls[k].shape for k in det)
 
 
-def test_backbone_initialised_from_classifier_checkpoint(tmp_path):
+def test_in22k_backbone_initialised_from_classifier_checkpoint(tmp_path):
     import projects.dap.dap  # noqa: F401
     from mmdet.registry import MODELS as DET_MODELS
     from mmengine.logging import HistoryBuffer
@@ -159,20 +180,16 @@ def test_backbone_initialised_from_classifier_checkpoint(tmp_path):
              neck=dict(type='GlobalAveragePooling'),
              head=dict(type='LinearClsHead', num_classes=7,
                        in_channels=2048)))
-    torch.manual_seed(0)
-    for p in classifier.parameters():
-        p.data.normal_()
-    for name, b in classifier.named_buffers():
-        if b.dtype.is_floating_point:
-            b.data.uniform_(0.5, 1.5)
-    path = tmp_path / 'in1k_r50.pth'
+    _randomise(classifier)
+    path = tmp_path / 'in22k_r50.pth'
     torch.save({'meta': {'epoch': 90, 'message_hub': {
         'log_scalars': {'loss': HistoryBuffer([2.5, 2.25], [1, 1])}}},
         'state_dict': classifier.state_dict()}, path)
 
     init_default_scope('mmdet')
-    cfg = load('dap_faster-rcnn_r50_fpn_1e_in1k.py')
+    cfg = load('dap_faster-rcnn_r50_fpn_1e_in22k.py')
     cfg.model.backbone.init_cfg.checkpoint = str(path)
+    cfg.model.roi_head.bbox_head.num_classes = 7  # 21841 is slow to build
     detector = DET_MODELS.build(cfg.model)
     detector.init_weights()
     got = detector.backbone.state_dict()
@@ -180,6 +197,38 @@ def test_backbone_initialised_from_classifier_checkpoint(tmp_path):
     assert set(got) == set(want)
     for key in want:
         assert torch.equal(got[key], want[key]), key
+
+
+def test_in1k_backbone_initialised_from_msra_caffe_checkpoint(tmp_path):
+    """The IN-1K configs load the MSRA Caffe ResNet as mmdet ships it: a
+    bare Caffe-style ResNet state dict, no prefix."""
+    import projects.dap.dap  # noqa: F401
+    from mmdet.models.backbones import ResNet
+    from mmdet.registry import MODELS
+    msra = ResNet(depth=50, style='caffe')
+    _randomise(msra)
+    path = tmp_path / 'resnet50_msra.pth'
+    torch.save(msra.state_dict(), path)
+    init_default_scope('mmdet')
+    cfg = load('dap_faster-rcnn_r50_fpn_1e_in1k.py')
+    cfg.model.backbone.init_cfg.checkpoint = str(path)
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    got = detector.backbone.state_dict()
+    for key, value in msra.state_dict().items():
+        assert torch.equal(got[key], value), key
+    # Caffe style: the stride sits in the first 1x1 conv of each stage
+    assert detector.backbone.layer2[0].conv1.stride == (2, 2)
+    assert detector.backbone.layer2[0].conv2.stride == (1, 1)
+
+
+def _randomise(module):
+    torch.manual_seed(0)
+    for p in module.parameters():
+        p.data.normal_()
+    for _, b in module.named_buffers():
+        if b.dtype.is_floating_point:
+            b.data.uniform_(0.5, 1.5)
 
 
 def test_class_count_mismatch_with_model_is_caught(tmp_path):
@@ -282,12 +331,12 @@ def test_shrunk_config_trains_through_tools_train(trained, name):
     rows = [r for r in _scalars(work) if 'loss' in r]
     assert [r['iter'] for r in rows] == [1, 2]
     assert all(np.isfinite(r['loss']) for r in rows)
-    lr = EXPECTED[name][3]
-    # LinearLR warm-up from 0.01x over iterations 0..1999 (mmengine
-    # reaches the full LR at iteration end - 1 = 1999); bias LR not logged
-    assert rows[0]['lr'] == pytest.approx(lr * 0.01, rel=1e-6)
-    assert rows[1]['lr'] == pytest.approx(lr * (0.01 + 0.99 / 1999),
-                                          rel=1e-6)
+    lr, (start, end) = EXPECTED[name][4], EXPECTED[name][11]
+    # LinearLR warm-up from `start` over iterations 0..end-1 (mmengine
+    # reaches the full LR at iteration end - 1); bias LR not logged
+    assert rows[0]['lr'] == pytest.approx(lr * start, rel=1e-6)
+    assert rows[1]['lr'] == pytest.approx(
+        lr * (start + (1 - start) / (end - 1)), rel=1e-6)
     ckpt = torch.load(work / 'iter_2.pth', map_location='cpu',
                       weights_only=False)
     classes = RUNS[name][2] or EXPECTED[name][1]

@@ -12,6 +12,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO
+from test_original_defaults import assert_original_defaults
 
 FINETUNE = osp.join(REPO, 'configs', 'finetune')
 STEP3 = osp.join(REPO, 'configs', 'dap')
@@ -79,6 +80,7 @@ def test_leaf_matches_step4_and_its_pretraining(name):
     assert cfg.custom_imports == dict(imports=['projects.dap.dap'],
                                       allow_failed_imports=False)
     assert cfg.runner_type == 'DetectorTransferRunner'
+    assert_original_defaults(model)
     assert model.backbone.depth == int(backbone[1:])
 
     # same detector as the pre-training: normalisation, frozen BN + stem +
@@ -98,12 +100,12 @@ def test_leaf_matches_step4_and_its_pretraining(name):
                                  f'iter_{step3.train_cfg.max_iters}.pth')
         assert model.backbone.init_cfg is None
     else:
-        # CLS: the classifier that the DAP pre-training started from
+        # CLS: the backbone that the DAP pre-training started from (IN-1K:
+        # the MSRA Caffe ResNet; IN-22K: the 22K classifier)
         assert cfg.load_from is None
-        assert model.backbone.init_cfg == dict(
-            type='Pretrained',
-            checkpoint=step3.model.backbone.init_cfg.checkpoint,
-            prefix='backbone.')
+        assert model.backbone.init_cfg == step3.model.backbone.init_cfg
+        assert model.backbone.style == {'in1k': 'caffe',
+                                        'in22k': 'pytorch'}[pretrain]
     optim = cfg.optim_wrapper.optimizer
     assert optim.type == 'SGD' and optim.momentum == 0.9
     assert optim.weight_decay == {'in1k': 1e-4, 'in22k': 1e-5}[pretrain]
@@ -111,6 +113,12 @@ def test_leaf_matches_step4_and_its_pretraining(name):
                                                    bias_decay_mult=0.)
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
     assert cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
+    # 2000 proposals per GPU batch of 2 images (FPN_POST_NMS_PER_BATCH)
+    assert model.train_cfg.rpn_proposal.max_per_img == 1000
+    # the fine-tune yamls set no warm-up: maskrcnn-benchmark's 1/3 over 500
+    assert cfg.param_scheduler[0] == dict(
+        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0,
+        end=500)
 
     steps = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR']
     assert len(steps) == 1 and steps[0].gamma == 0.1
@@ -193,12 +201,13 @@ def test_every_model_builds():
                        model.backbone.named_parameters() if '.bn' in n)
         assert all(p.requires_grad
                    for p in model.backbone.layer2[0].conv1.parameters())
-    # r50/r101 x VOC/COCO
-    assert len(built) == 4
+    # r50/r101 x VOC/COCO x IN-1K (Caffe) / IN-22K (PyTorch style)
+    assert len(built) == 8
 
 
 def test_classifier_keys_load_into_the_detector_backbone():
-    """CLS leaves load an mmpretrain classifier with prefix 'backbone.'."""
+    """CLS-IN22K leaves load an mmpretrain classifier with prefix
+    'backbone.'."""
     from mmdet.models.backbones import ResNet as DetResNet
     from mmpretrain.models.backbones import ResNet as ClsResNet
     det = DetResNet(depth=50).state_dict()

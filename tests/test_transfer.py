@@ -154,6 +154,9 @@ def dap_checkpoint(tmp_path_factory):
     from mmdet.registry import MODELS
     import projects.dap.dap  # noqa: F401
     cfg = Config.fromfile(STEP3)
+    # the IN-1K pre-training is Caffe style (the MSRA ResNet), as is every
+    # IN-1K fine-tune: the transfer between them must lose nothing
+    assert cfg.model.backbone.style == 'caffe'
     cfg.model.backbone.init_cfg = None  # nothing to download
     init_default_scope('mmdet')
     torch.manual_seed(0)
@@ -201,6 +204,8 @@ def test_voc07_seed_command_transfers_and_evaluates(dap_checkpoint,
         tmp_path / 'voc07.py',
         osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_14e_voc07.py'),
         data_root, 'voc')
+    from mmengine.config import Config
+    assert Config.fromfile(cfg).model.backbone.style == 'caffe'
     work = tmp_path / 'work'
     out = run_tool([
         'bash', DIST_TRAIN, cfg, '2', '--cfg-options',
@@ -295,15 +300,15 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
     split = osp.join(data_root, 'VOC2007', 'ImageSets', 'Main',
                      'trainval_1shot_seed3.txt')
     num_images = len(open(split).read().split())
-    # the classifier in mmpretrain keys: backbone.* and head.fc.*
+    # the IN-1K CLS baseline starts from the MSRA Caffe ResNet: a bare
+    # ResNet state dict (conv1.*, layer1.*, ...), as mmdet's converted copy
     dap = _load(dap_checkpoint)['state_dict']
     # (values differ from the DAP backbone's, same scale)
-    classifier = {k: v * 0.9 if v.is_floating_point() else v.clone()
+    classifier = {k[len('backbone.'):]: v * 0.9 if v.is_floating_point()
+                  else v.clone()
                   for k, v in dap.items() if k.startswith('backbone.')}
-    classifier['head.fc.weight'] = torch.zeros(1000, 2048)
-    classifier['head.fc.bias'] = torch.zeros(1000)
-    cls_path = tmp_path / 'cls_r50.pth'
-    torch.save(dict(meta=dict(), state_dict=classifier), cls_path)
+    cls_path = tmp_path / 'msra_r50_caffe.pth'
+    torch.save(classifier, cls_path)
 
     cfg = shrunk_config(
         tmp_path / 'fewshot.py',
@@ -325,8 +330,7 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
     assert tuned['meta']['iter'] == iters
     sd = tuned['state_dict']
     for name, value in classifier.items():
-        if name.startswith('backbone.'):
-            assert torch.equal(sd[name], value), name
+        assert torch.equal(sd['backbone.' + name], value), name
     # the rest is not the DAP detector: only the backbone was pre-trained
     assert not torch.equal(sd['neck.fpn_convs.0.conv.weight'],
                            dap['neck.fpn_convs.0.conv.weight'])

@@ -8,36 +8,26 @@
 # Data (mmpretrain's ImageNet layout; see data/README.md):
 #   data/imagenet/train/<wnid>/*.JPEG, data/imagenet/meta/train.txt
 #   data/imagenet/pseudo_boxes/in1k_r101.dapbox   (step 2 output)
-# The backbone starts from the step-1 mmpretrain classifier; its
-# ``backbone.*`` keys map 1:1 onto mmdet's ResNet.  Point to yours with
-#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# The backbone starts from the MSRA Caffe ResNet-50 that every IN-1K yaml of
+# the original names (catalog://ImageNetPretrained/MSRA/R-50; BGR, std 1),
+# not from the torchvision classifier that made the CAMs of step 2.  The
+# detector and its defaults: ../_base_/models/faster-rcnn_r50_fpn_dap.py.
 _base_ = [
-    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/models/faster-rcnn_r50_fpn_dap.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['projects.dap.dap'], allow_failed_imports=False)
 
 num_classes = 1000  # the image-level ImageNet classes; no background slot
+images_per_gpu = 8  # 8 GPUs x 8 = 64
 model = dict(
-    # the step-1 classifier's normalisation (mmpretrain: RGB, ImageNet
-    # mean / std); DAP's IN-22K runs used the same
-    data_preprocessor=dict(
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True),
-    backbone=dict(
-        frozen_stages=1,  # stem + res2 frozen
-        norm_cfg=dict(type='BN', requires_grad=False),  # frozen BN
-        norm_eval=True,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='work_dirs/classifier/in1k_r50.pth',
-            prefix='backbone.')),
-    roi_head=dict(
-        bbox_roi_extractor=dict(
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2)),
-        bbox_head=dict(num_classes=num_classes)))
+    roi_head=dict(bbox_head=dict(num_classes=num_classes)),
+    # 2000 proposals per GPU batch: 250 per image
+    train_cfg=dict(
+        rpn_proposal=dict(
+            max_per_img=_base_.rpn_proposals_per_gpu_batch //
+            images_per_gpu)))
 
 # random short side per image, long side <= 1333, decoded at reduced size
 dap_scales = [(1333, 96), (1333, 160), (1333, 320), (1333, 640)]
@@ -50,7 +40,7 @@ train_pipeline = [
 ]
 data_root = 'data/imagenet/'
 train_dataloader = dict(
-    batch_size=8,
+    batch_size=images_per_gpu,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),

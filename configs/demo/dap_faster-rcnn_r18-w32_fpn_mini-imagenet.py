@@ -16,11 +16,23 @@ classes = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross', 'star',
 width = 32  # the step-1 classifier's base channels
 fpn_channels = 64
 model = dict(
+    # The demo starts from its own step-1 classifier, not from the MSRA Caffe
+    # ResNet that the real IN-1K config names: a PyTorch-style mmpretrain
+    # ResNet-18 trained on RGB input with mmpretrain's ImageNet mean / std
+    # (resnet18-w32_mini-imagenet.py), so that is what the detector gets.
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True),
     backbone=dict(
         depth=18,
         base_channels=width,
-        init_cfg=dict(checkpoint='work_dirs/dap_demo/step1_classifier/'
-                      'classifier.pth')),
+        style='pytorch',
+        init_cfg=dict(
+            _delete_=True,
+            type='Pretrained',
+            checkpoint='work_dirs/dap_demo/step1_classifier/classifier.pth',
+            prefix='backbone.')),
     neck=dict(
         in_channels=[width, 2 * width, 4 * width, 8 * width],
         out_channels=fpn_channels),

@@ -15,7 +15,13 @@ metainfo = dict(classes=classes)
 width = 32
 fpn_channels = 64
 model = dict(
-    backbone=dict(depth=18, base_channels=width),
+    # the demo's step-1 classifier's input and style, as in step 3 (the real
+    # DAP-IN1K config has the MSRA Caffe ResNet's)
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True),
+    backbone=dict(depth=18, base_channels=width, style='pytorch'),
     neck=dict(
         in_channels=[width, 2 * width, 4 * width, 8 * width],
         out_channels=fpn_channels),

@@ -5,4 +5,4 @@ _base_ = './faster-rcnn_r50_fpn_cls-in1k_14e_voc0712.py'
 model = dict(
     backbone=dict(
         depth=101,
-        init_cfg=dict(checkpoint='work_dirs/classifier/in1k_r101.pth')))
+        init_cfg=dict(checkpoint='open-mmlab://detectron2/resnet101_caffe')))

@@ -5,10 +5,7 @@
 _base_ = './faster-rcnn_r50_fpn_dap-in22k_14e_voc07.py'
 
 load_from = None
+# (_delete_: the DAP leaf's init_cfg is None)
 model = dict(
     backbone=dict(
-        init_cfg=dict(
-            _delete_=True,  # the base has init_cfg=None
-            type='Pretrained',
-            checkpoint='work_dirs/classifier/in22k_r50.pth',
-            prefix='backbone.')))
+        init_cfg=dict(_delete_=True, **_base_.in22k_backbone.init_cfg)))

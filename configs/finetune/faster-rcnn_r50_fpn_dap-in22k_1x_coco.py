@@ -1,8 +1,12 @@
 # DAP-IN22K -> COCO train2017, tested on val2017 (box AP):
 # as DAP-IN1K with the ImageNet-22K pre-training and weight decay 1e-5.
-# Normalisation (RGB, ImageNet mean/std) is the pre-training's, as for 1K.
+# The 22K classifier's PyTorch-style backbone and RGB ImageNet mean / std, as
+# in the 22K pre-training.
 _base_ = './faster-rcnn_r50_fpn_dap-in1k_1x_coco.py'
 
 # the step-3 result of configs/dap/dap_faster-rcnn_r50_fpn_1e_in22k.py
 load_from = 'work_dirs/dap_faster-rcnn_r50_fpn_1e_in22k/iter_221831.pth'
+model = dict(
+    data_preprocessor=_base_.in22k_data_preprocessor,
+    backbone=dict(style=_base_.in22k_backbone.style))
 optim_wrapper = dict(optimizer=dict(weight_decay=1e-5))

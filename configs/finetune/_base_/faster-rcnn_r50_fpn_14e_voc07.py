@@ -28,7 +28,7 @@ test_pipeline = [
                    'scale_factor'))
 ]
 train_dataloader = dict(
-    batch_size=2,
+    batch_size=_base_.images_per_gpu,  # x 8 GPUs = 16
     num_workers=2,
     dataset=dict(
         _delete_=True,
