@@ -1,4 +1,4 @@
-"""tools/analysis/eval_pseudo_boxes.py against hand-computed numbers."""
+"""tools/analysis_tools/eval_pseudo_boxes.py against hand-computed numbers."""
 import importlib.util
 import json
 import os.path as osp
@@ -9,7 +9,7 @@ import pytest
 from projects.dap.dap.box_file import write_box_file
 from conftest import REPO, run_tool
 
-TOOL = osp.join(REPO, 'tools', 'analysis', 'eval_pseudo_boxes.py')
+TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'eval_pseudo_boxes.py')
 
 # key -> (boxes, scores) ; None = failed image
 PRED = {

@@ -3,7 +3,7 @@
 Weakly-supervised localisation practice (the CAM is of the GT class, so
 these are "GT-known" numbers)::
 
-    python tools/analysis/eval_pseudo_boxes.py BOXFILE GT [--out res.json]
+    python tools/analysis_tools/eval_pseudo_boxes.py BOXFILE GT [--out res.json]
 
 ``GT`` is a COCO JSON file (``images[].file_name``, ``annotations[].bbox``
 x, y, w, h) or a folder of VOC / ImageNet XML files (searched
