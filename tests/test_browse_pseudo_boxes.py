@@ -1,4 +1,4 @@
-"""tools/analysis_tools/browse_pseudo_boxes.py: statistics by hand, PNGs drawn."""
+"""tools/analysis_tools/browse_pseudo_boxes.py: statistics, PNGs drawn."""
 import importlib.util
 import io
 import json

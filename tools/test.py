@@ -58,10 +58,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='save the painted predictions under '
         '{work_dir}/{timestamp}/SHOW_DIR')
     parser.add_argument(
-        '--wait-time', type=float, default=2,
+        '--wait-time',
+        type=float,
+        default=2,
         help='seconds each image is shown with --show')
     parser.add_argument(
-        '--tta', action='store_true',
+        '--tta',
+        action='store_true',
         help="test the config's tta_model over its tta_pipeline")
     args = parse_runner_args(parser, argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -73,8 +76,8 @@ def _scope(cfg: Config) -> str:
     return cfg.get('default_scope', 'mmdet')
 
 
-def enable_visualization(cfg: Config, show: bool, show_dir, wait_time: float
-                         ) -> None:
+def enable_visualization(cfg: Config, show: bool, show_dir,
+                         wait_time: float) -> None:
     """Switch the config's visualization hook on (mmdet's or mmpretrain's
     hook; they name their switches differently)."""
     hook = cfg.get('default_hooks', {}).get('visualization')
@@ -99,8 +102,10 @@ def enable_visualization(cfg: Config, show: bool, show_dir, wait_time: float
 
 def add_dump_metric(cfg: Config, out: str) -> None:
     """Append the metric that pickles every prediction to ``out``."""
-    dump = dict(type='DumpResults' if _scope(cfg) == 'mmpretrain' else
-                'DumpDetResults', out_file_path=out)
+    dump = dict(
+        type='DumpResults'
+        if _scope(cfg) == 'mmpretrain' else 'DumpDetResults',
+        out_file_path=out)
     evaluator = cfg.test_evaluator
     if isinstance(evaluator, (list, tuple)):
         cfg.test_evaluator = list(evaluator) + [dump]

@@ -31,21 +31,34 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Browse a dataset after its pipeline')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--output-dir', help='write the painted images here')
-    parser.add_argument('--show', action='store_true',
-                        help='show the images in a window')
-    parser.add_argument('--show-interval', type=float, default=2,
-                        help='seconds each image is shown with --show')
-    parser.add_argument('--phase', default='train',
-                        choices=('train', 'val', 'test'),
-                        help='which dataloader of the config')
-    parser.add_argument('--num', type=int, default=20,
-                        help='number of images (0: all)')
-    parser.add_argument('--random', action='store_true',
-                        help='a random sample instead of the first images')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seeds the sample and the pipeline')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
+    parser.add_argument(
+        '--show', action='store_true', help='show the images in a window')
+    parser.add_argument(
+        '--show-interval',
+        type=float,
+        default=2,
+        help='seconds each image is shown with --show')
+    parser.add_argument(
+        '--phase',
+        default='train',
+        choices=('train', 'val', 'test'),
+        help='which dataloader of the config')
+    parser.add_argument(
+        '--num', type=int, default=20, help='number of images (0: all)')
+    parser.add_argument(
+        '--random',
+        action='store_true',
+        help='a random sample instead of the first images')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seeds the sample and the pipeline')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings')
     args = parser.parse_args(argv)
     if not args.output_dir and not args.show:
         parser.error('nothing to do: give --output-dir and/or --show')
@@ -70,12 +83,12 @@ def _safe_name(path: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmdet.registry import DATASETS, VISUALIZERS
+    from mmdet.structures.bbox import BaseBoxes
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import set_random_seed
     from mmengine.utils import ProgressBar
-    from mmdet.registry import DATASETS, VISUALIZERS
-    from mmdet.structures.bbox import BaseBoxes
 
     cfg = Config.fromfile(args.config)  # runs the config's custom_imports
     if args.cfg_options:
@@ -88,8 +101,9 @@ def main(argv=None) -> int:
     try:
         dataset = DATASETS.build(cfg[loader].dataset)
     except (OSError, ValueError, KeyError) as e:  # missing data, bad cfg
-        print(f'error: cannot build the {args.phase} dataset: {e}',
-              file=sys.stderr)
+        print(
+            f'error: cannot build the {args.phase} dataset: {e}',
+            file=sys.stderr)
         return 1
     visualizer = VISUALIZERS.build(cfg.visualizer)
     meta = dict(dataset.metainfo)
@@ -114,8 +128,13 @@ def main(argv=None) -> int:
         out_file = osp.join(args.output_dir, name + '.png') \
             if args.output_dir else None
         visualizer.add_datasample(
-            name, np.ascontiguousarray(img), sample, draw_pred=False,
-            show=args.show, wait_time=args.show_interval, out_file=out_file)
+            name,
+            np.ascontiguousarray(img),
+            sample,
+            draw_pred=False,
+            show=args.show,
+            wait_time=args.show_interval,
+            out_file=out_file)
         progress.update()
     if args.output_dir:
         print(f'\nwrote {len(indices)} images to {args.output_dir}')

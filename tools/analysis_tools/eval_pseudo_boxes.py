@@ -74,8 +74,10 @@ def load_coco_gt(path: str) -> Dict[str, np.ndarray]:
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f'{path} is not a COCO detection file: {e!r}') \
             from e
-    return {k: np.asarray(v, np.float64).reshape(-1, 4)
-            for k, v in boxes.items()}
+    return {
+        k: np.asarray(v, np.float64).reshape(-1, 4)
+        for k, v in boxes.items()
+    }
 
 
 def load_voc_gt(folder: str) -> Dict[str, np.ndarray]:
@@ -119,9 +121,10 @@ def load_gt(path: str) -> Dict[str, np.ndarray]:
 def _aliases(name: str) -> List[str]:
     name = name.replace('\\', '/')
     base = name.rsplit('/', 1)[-1]
-    return list(dict.fromkeys(
-        [name, osp.splitext(name)[0], base,
-         osp.splitext(base)[0]]))
+    return list(
+        dict.fromkeys(
+            [name, osp.splitext(name)[0], base,
+             osp.splitext(base)[0]]))
 
 
 class GTIndex:
@@ -158,13 +161,13 @@ def match_images(box_file: PseudoBoxFile, gt: Dict[str, np.ndarray]):
         used.add(name)
         gt_boxes = gt[name]
         if box_file.is_failed(i):
-            rows.append((gt_boxes, None, np.zeros(len(gt_boxes)), None,
-                         np.zeros(0)))
+            rows.append(
+                (gt_boxes, None, np.zeros(len(gt_boxes)), None, np.zeros(0)))
             continue
         boxes, scores, _ = box_file.boxes_of(i)
         if not len(boxes) or not len(gt_boxes):
-            rows.append((gt_boxes, None, np.zeros(len(gt_boxes)),
-                         len(boxes), np.zeros(len(boxes))))
+            rows.append((gt_boxes, None, np.zeros(len(gt_boxes)), len(boxes),
+                         np.zeros(len(boxes))))
             continue
         iou = box_iou(boxes, gt_boxes)
         top = int(np.argmax(scores))
@@ -200,13 +203,20 @@ def evaluate(box_file: PseudoBoxFile,
         pred_correct += int((box_best >= 0.5).sum())
     acc = top_hits / matched
     res = {
-        'num_images': box_file.num_images,
-        'num_matched': matched,
-        'num_failed': failed,
-        'num_gt_unmatched': len(gt) - len(used),
-        'num_gt_boxes': num_gt,
-        'num_boxes': num_pred,
-        'gt_known_acc@0.5': float(acc[list(iou_thrs).index(0.5)])
+        'num_images':
+        box_file.num_images,
+        'num_matched':
+        matched,
+        'num_failed':
+        failed,
+        'num_gt_unmatched':
+        len(gt) - len(used),
+        'num_gt_boxes':
+        num_gt,
+        'num_boxes':
+        num_pred,
+        'gt_known_acc@0.5':
+        float(acc[list(iou_thrs).index(0.5)])
         if 0.5 in iou_thrs else float('nan'),
     }
     for t, a in zip(iou_thrs, acc):
@@ -218,7 +228,8 @@ def evaluate(box_file: PseudoBoxFile,
     return res
 
 
-def curves(box_file: PseudoBoxFile, gt: Dict[str, np.ndarray],
+def curves(box_file: PseudoBoxFile,
+           gt: Dict[str, np.ndarray],
            thresholds: Sequence[float] = CURVE_THRS) -> Dict[str, list]:
     """What the plot shows, over the matched images.
 
@@ -235,12 +246,13 @@ def curves(box_file: PseudoBoxFile, gt: Dict[str, np.ndarray],
     gt_best = np.concatenate([r[2] for r in rows] + [np.zeros(0)])
     counts = [r[3] for r in rows if r[3] is not None]
     return {
-        'iou_thresholds': thr.tolist(),
+        'iou_thresholds':
+        thr.tolist(),
         'top1_acc': [float((top >= t).mean()) for t in thr],
-        'recall': [float((gt_best >= t).mean()) if len(gt_best) else 0.0
-                   for t in thr],
-        'images_with_k_boxes': np.bincount(
-            np.asarray(counts, np.int64), minlength=1).tolist(),
+        'recall':
+        [float((gt_best >= t).mean()) if len(gt_best) else 0.0 for t in thr],
+        'images_with_k_boxes':
+        np.bincount(np.asarray(counts, np.int64), minlength=1).tolist(),
     }
 
 
@@ -251,10 +263,14 @@ def plot_curves(data: Dict[str, list], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     thr = data['iou_thresholds']
-    left.plot(thr, [100 * v for v in data['top1_acc']], 'o-',
-              label='top box (GT-known accuracy)')
-    left.plot(thr, [100 * v for v in data['recall']], 's--',
-              label='recall of GT boxes (any box)')
+    left.plot(
+        thr, [100 * v for v in data['top1_acc']],
+        'o-',
+        label='top box (GT-known accuracy)')
+    left.plot(
+        thr, [100 * v for v in data['recall']],
+        's--',
+        label='recall of GT boxes (any box)')
     left.set_xlabel('IoU threshold')
     left.set_ylabel('%')
     left.set_ylim(0, 100)
@@ -284,8 +300,9 @@ def format_table(res: Dict[str, float]) -> str:
     vwidth = max(len(v) for _, v in rows)
     line = '+' + '-' * (width + 2) + '+' + '-' * (vwidth + 2) + '+'
     body = [f'| {k:<{width}} | {v:>{vwidth}} |' for k, v in rows]
-    return '\n'.join([line, f'| {"metric":<{width}} | {"value":>{vwidth}} |',
-                      line] + body + [line])
+    return '\n'.join(
+        [line, f'| {"metric":<{width}} | {"value":>{vwidth}} |', line] + body +
+        [line])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -321,12 +338,13 @@ def main(argv=None) -> int:
             f.write('\n')
     if args.plot:
         os.makedirs(osp.dirname(osp.abspath(args.plot)), exist_ok=True)
-        plot_curves(curve, args.plot,
-                    f'{osp.basename(args.box_file.rstrip("/"))}: '
-                    f'{res["num_matched"]} images with GT, '
-                    f'{res["num_failed"]} failed')
-        with open(osp.splitext(args.plot)[0] + '.json', 'w',
-                  encoding='utf-8') as f:
+        plot_curves(
+            curve, args.plot, f'{osp.basename(args.box_file.rstrip("/"))}: '
+            f'{res["num_matched"]} images with GT, '
+            f'{res["num_failed"]} failed')
+        with open(
+                osp.splitext(args.plot)[0] + '.json', 'w',
+                encoding='utf-8') as f:
             json.dump(curve, f, indent=2)
             f.write('\n')
         print(f'wrote {args.plot}')
