@@ -42,14 +42,16 @@ def _check_painted(path, img, boxes):
     assert painted.shape == img.shape, (painted.shape, img.shape)
     diff = np.abs(painted.astype(int) - img.astype(int)).max(axis=2)
     h, w = diff.shape
-    assert 0 < (diff > 40).mean() < 0.8
+    assert 0 < (diff > 3).mean() < 0.8  # unpainted pixels: diff 0
+    # elsewhere the very image the pipeline gave (same seed): untouched
+    assert (diff == 0).mean() > 0.2
     for x1, y1, x2, y2 in boxes:
         # the middle of every box edge is painted (3x3 neighbourhood)
         for x, y in (((x1 + x2) / 2, y1), ((x1 + x2) / 2, y2),
                      (x1, (y1 + y2) / 2), (x2, (y1 + y2) / 2)):
             xi = int(np.clip(round(x), 1, w - 2))
             yi = int(np.clip(round(y), 1, h - 2))
-            assert diff[yi - 1:yi + 2, xi - 1:xi + 2].max() > 40, \
+            assert diff[yi - 1:yi + 2, xi - 1:xi + 2].max() > 3, \
                 (path, (x1, y1, x2, y2), (x, y))
 
 
