@@ -25,6 +25,8 @@ SCRIPT_TOOLS = {
     ('tools/generate_pseudo_boxes.py', 2),
     'tools/slurm_train.sh': ('tools/train.py', 4),
 }
+# what the README tells users to install for mmdet's analyze_logs.py
+OPTIONAL_MODULES = ('seaborn', )
 NOT_CHECKED = ('mkdir', 'cp', 'export', 'source', 'time', 'pip', 'python3',
                'DAP_KEEP_TORCH=1', 'MMDET_TOOLS=$(python')
 
@@ -73,7 +75,11 @@ def tool_help(tool):
         if not osp.isabs(path):
             path = osp.join(REPO, path)
         assert osp.isfile(path), f'{tool} does not exist'
-        proc = run_tool([path, '--help'], cwd=REPO)
+        proc = run_tool([path, '--help'], cwd=REPO, check=False)
+        for module in OPTIONAL_MODULES:  # the README says to install it
+            if f"No module named '{module}'" in proc.stdout:
+                pytest.skip(f'{tool} needs {module}, not installed')
+        assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'usage' in proc.stdout.lower()
     return proc.stdout
 
