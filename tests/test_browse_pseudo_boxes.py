@@ -1,4 +1,4 @@
-"""tools/analysis/browse_pseudo_boxes.py: statistics by hand, PNGs drawn."""
+"""tools/analysis_tools/browse_pseudo_boxes.py: statistics, PNGs drawn."""
 import importlib.util
 import io
 import json
@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import REPO, run_tool
 from projects.dap.dap.box_file import PseudoBoxFile, write_box_file
 
-TOOL = osp.join(REPO, 'tools', 'analysis', 'browse_pseudo_boxes.py')
+TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_boxes.py')
 BASE_CFG = osp.join(REPO, 'configs', 'cam_boxes',
                     'cam-boxes_resnet50_8xb32_in1k.py')
 # key, (w, h), label, boxes (None = failed)

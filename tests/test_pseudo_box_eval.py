@@ -1,4 +1,4 @@
-"""tools/analysis/eval_pseudo_boxes.py against hand-computed numbers."""
+"""tools/analysis_tools/eval_pseudo_boxes.py against hand-computed numbers."""
 import importlib.util
 import json
 import os.path as osp
@@ -9,7 +9,7 @@ import pytest
 from projects.dap.dap.box_file import write_box_file
 from conftest import REPO, run_tool
 
-TOOL = osp.join(REPO, 'tools', 'analysis', 'eval_pseudo_boxes.py')
+TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'eval_pseudo_boxes.py')
 
 # key -> (boxes, scores) ; None = failed image
 PRED = {
@@ -146,3 +146,38 @@ def test_eval_bad_inputs_are_clear_errors(box_file, tmp_path, capsys):
     assert 'no image of the box file' in capsys.readouterr().err
     assert tool.main([str(tmp_path / 'missing.dapbox'), str(other)]) == 1
     assert 'does not exist' in capsys.readouterr().err
+
+
+def test_eval_plot_curves_match_hand_computed(box_file, tmp_path):
+    """--plot: accuracy/recall against the IoU threshold, boxes per image.
+
+    Top-box IoUs of the 5 matched images: 1, 0.667, 0.25, miss (failed),
+    1; best IoUs of the 6 GT boxes: 1, 0.667, 0, 0.25, 0 (failed), 1.
+    """
+    png = tmp_path / 'plots' / 'curves.png'
+    proc = run_tool([TOOL, box_file, _coco(tmp_path / 'gt.json'), '--plot',
+                     png, '--out', tmp_path / 'res.json'])
+    assert f'wrote {png}' in proc.stdout
+    data = json.loads((tmp_path / 'plots' / 'curves.json').read_text())
+    thr = data['iou_thresholds']
+    assert thr == pytest.approx([0.05 * i for i in range(1, 20)])
+
+    def by_hand(t, top):
+        if t <= 0.25:
+            return 4 / 5 if top else 4 / 6
+        if t <= 2 / 3:
+            return 3 / 5 if top else 3 / 6
+        return 2 / 5 if top else 2 / 6
+
+    assert data['top1_acc'] == pytest.approx([by_hand(t, True) for t in thr])
+    assert data['recall'] == pytest.approx([by_hand(t, False) for t in thr])
+    # the curve at 0.5 is the table's number
+    res = json.loads((tmp_path / 'res.json').read_text())
+    assert data['top1_acc'][thr.index(0.5)] == res['gt_known_acc@0.5']
+    assert data['recall'][thr.index(0.5)] == res['recall@0.5']
+    # a: 2 boxes; b, c, p/x: 1 box; d failed (not counted)
+    assert data['images_with_k_boxes'] == [0, 3, 1]
+    import matplotlib.image as mpimg
+    img = mpimg.imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 500
+    assert img[..., :3].std() > 0.05  # something is drawn

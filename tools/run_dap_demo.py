@@ -14,8 +14,8 @@ Stages (each runs the project's real tools as subprocesses, logs under
 1. step1   train the classifier (``tools/train.py``, mmpretrain config);
 2. step2   CAM pseudo boxes (``tools/generate_pseudo_boxes.py``), scored
            against the hidden true boxes
-           (``tools/analysis/eval_pseudo_boxes.py``) and browsed
-           (``tools/analysis/browse_pseudo_boxes.py``);
+           (``tools/analysis_tools/eval_pseudo_boxes.py``) and browsed
+           (``tools/analysis_tools/browse_pseudo_boxes.py``);
 3. step3   DAP pre-training of Faster R-CNN on the pseudo boxes
            (``tools/train.py``);
 4. step4   fine-tune DAP and CLS initialisations on mini-VOC, full and
@@ -411,10 +411,10 @@ class Demo:
                  Progress(1, 'CAM boxes'))
         true_boxes = osp.join(self.mini_imagenet, 'meta', 'train_boxes.json')
         quality = osp.join(stage.dir, 'quality.json')
-        run_tool(['tools/analysis/eval_pseudo_boxes.py', box_file,
+        run_tool(['tools/analysis_tools/eval_pseudo_boxes.py', box_file,
                   true_boxes, '--out', quality],
                  osp.join(self.logs, 'step2_eval_pseudo_boxes.log'), env)
-        run_tool(['tools/analysis/browse_pseudo_boxes.py', box_file,
+        run_tool(['tools/analysis_tools/browse_pseudo_boxes.py', box_file,
                   '--data-root', osp.join(self.mini_imagenet, 'train'),
                   '--out-dir', osp.join(stage.dir, 'browse'), '--num', '8',
                   '--random', '--config', CONFIGS['cam'], '--checkpoint',

@@ -16,6 +16,9 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# the repo first on PYTHONPATH (srun passes the environment on), as mmdet's
+# scripts do: a plain checkout without `pip install -e .` runs too
+export PYTHONPATH="$(dirname "$HERE")${PYTHONPATH:+:$PYTHONPATH}"
 
 # shellcheck disable=SC2086
 srun -p "$PARTITION" \

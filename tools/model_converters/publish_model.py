@@ -7,7 +7,7 @@ the DAP allow-list.  The result is ``<OUT>-<sha256[:8]>.pth`` as in the
 OpenMMLab model zoos::
 
     python tools/model_converters/publish_model.py \\
-        work_dirs/dap_faster-rcnn_r50_fpn_1e_in1k/epoch_1.pth \\
+        work_dirs/dap_faster-rcnn_r50_fpn_1e_in1k/iter_20019.pth \\
         dap_faster-rcnn_r50_fpn_1e_in1k_20260101
 """
 from typing import List, Tuple

@@ -314,7 +314,7 @@ def render_report(preset: str, classifier: dict, quality: dict,
         f'accuracy @ 0.5 | {pct(trivial["whole_image"])} / '
         f'{pct(trivial["centre_box"])} % |',
         '',
-        'Scored by `tools/analysis/eval_pseudo_boxes.py` against the true '
+        'Scored by `tools/analysis_tools/eval_pseudo_boxes.py` against the true '
         'boxes, which the pipeline never trains on. '
         '![CAM examples](cam_examples.png)',
         '',

@@ -2,7 +2,7 @@
 
 ::
 
-    python tools/analysis/browse_pseudo_boxes.py BOXFILE \\
+    python tools/analysis_tools/browse_pseudo_boxes.py BOXFILE \\
         --data-root data/imagenet/train --out-dir work_dirs/browse \\
         [--num 20] [--random --seed 0] \\
         [--config CAM_BOXES_CONFIG --checkpoint CKPT]
