@@ -154,20 +154,99 @@ def test_resume_restores_optimizer_state(shapes_workspace, tmp_path):
     assert 'RESUMED-STATE-OK' in out
 
 
-def test_safe_loading_still_refuses_arbitrary_code(tmp_path):
-    """The allow-list is explicit: unknown globals are still rejected."""
+class _Call:
+    """Pickles as ``func(*args)``: a crafted checkpoint's payload."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def _crafted(marker):
+    """Payloads that would create ``marker`` (or reach code) if loaded."""
+    import builtins
+    import subprocess
+
+    from mmengine.logging import HistoryBuffer
+    touch = f"open({str(marker)!r}, 'w').close()"
+    return {
+        'eval': _Call(builtins.eval, touch),
+        'exec': _Call(builtins.exec, touch),
+        'subprocess.call': _Call(subprocess.call, ['touch', str(marker)]),
+        'os.system': _Call(os.system, f'touch {marker}'),
+        # getattr(getattr(HistoryBuffer, 'mean'), '__globals__'): an allowed
+        # first step, then a way out to the module's globals
+        'getattr chain': _Call(getattr, _Call(getattr, HistoryBuffer,
+                                              'mean'), '__globals__'),
+    }
+
+
+@pytest.mark.parametrize('registered', [False, True],
+                         ids=['alone', 'after-other-libraries-registered'])
+def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
+    """Every payload is refused, by our loader and by mmengine's (which is
+    ours for local files), even when other code allow-listed the real
+    getattr, eval, exec, subprocess.call and os.system in torch's global
+    registry; that registry is left as it was."""
+    import builtins
     import pickle
+    import subprocess
+
+    from mmengine.runner import CheckpointLoader
+
     from projects.dap.dap.utils import load_checkpoint_safely
+    serialization = torch.serialization
+    before = serialization.get_safe_globals()
+    marker = tmp_path / 'pwned'
+    others = [builtins.getattr, builtins.eval, builtins.exec,
+              subprocess.call, os.system]
+    try:
+        if registered:
+            serialization.add_safe_globals(others)
+        expected = set(serialization.get_safe_globals())
+        for name, payload in _crafted(marker).items():
+            path = tmp_path / f'{name}.pth'
+            torch.save({'state_dict': {}, 'x': payload}, path)
+            for load in (load_checkpoint_safely,
+                         CheckpointLoader.load_checkpoint):
+                with pytest.raises(pickle.UnpicklingError):
+                    load(str(path))
+                assert not marker.exists(), (name, load)
+                assert set(serialization.get_safe_globals()) == expected
+    finally:
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(before)
 
-    class Evil:
 
-        def __reduce__(self):
-            return (os.system, ('echo pwned',))
+def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
+    """Exact contents: no entry can slip in unnoticed."""
+    import numpy.dtypes
 
-    path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {}, 'x': Evil()}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        load_checkpoint_safely(path)
+    from mmengine.logging import HistoryBuffer
+    from projects.dap.dap.utils import safe_checkpoint_globals
+    from projects.dap.dap.utils.checkpoint import _history_buffer_getattr
+    names = {}
+    for entry in safe_checkpoint_globals():
+        obj, name = entry if isinstance(entry, tuple) else (
+            entry, f'{entry.__module__}.{entry.__qualname__}')
+        assert name not in names, name
+        names[name] = obj
+    dtypes = {f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
+              for n in dir(numpy.dtypes) if n.endswith('DType')}
+    assert set(names) - dtypes == {
+        'mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray',
+        'numpy.dtype', 'numpy.core.multiarray._reconstruct',
+        'numpy.core.multiarray.scalar', 'builtins.getattr',
+        '__builtin__.getattr', 'builtins.bytes', '__builtin__.bytes'
+    }
+    assert dtypes <= set(names)
+    assert names['builtins.getattr'] is _history_buffer_getattr
+    assert names['__builtin__.getattr'] is _history_buffer_getattr
+    assert names['builtins.bytes'] is bytes
+    assert names['mmengine.logging.history_buffer.HistoryBuffer'] is \
+        HistoryBuffer
 
 
 HELPERS = osp.join(REPO, 'tests', 'helpers')

@@ -2,8 +2,8 @@
 
 Importing this package registers every DAP module with the mmdet / mmpretrain
 registries (configs use ``custom_imports=dict(imports=['projects.dap.dap'])``)
-and allow-lists the globals mmengine checkpoints need for ``torch.load`` with
-``weights_only=True``.
+and makes mmengine load local checkpoints with ``weights_only=True`` and
+exactly the globals mmengine checkpoints need (``utils/checkpoint.py``).
 """
 from . import _quiet_imports  # noqa: F401  (first: before mmpretrain)
 from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
@@ -18,17 +18,17 @@ from .models import CAMBoxConfigError, CAMBoxGenerator
 from .samplers import ResumableSampler
 from .transfer import (DetectorTransferRunner, TransferReport,
                        apply_fewshot_schedule, transfer_state_dict)
-from .utils import (load_checkpoint_safely, register_safe_globals,
-                    safe_checkpoint_globals)
+from .utils import (exact_safe_globals, load_checkpoint_safely,
+                    register_checkpoint_loader, safe_checkpoint_globals)
 
-register_safe_globals()
+register_checkpoint_loader()
 
 __all__ = [
     'BoxFileError', 'PseudoBoxFile', 'ShardWriter', 'image_list_fingerprint',
     'merge_shards', 'write_box_file', 'write_box_file_arrays',
     'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
-    'decode_resized', 'load_checkpoint_safely', 'register_safe_globals',
-    'safe_checkpoint_globals',
+    'decode_resized', 'exact_safe_globals', 'load_checkpoint_safely',
+    'register_checkpoint_loader', 'safe_checkpoint_globals',
     'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
     'transfer_state_dict',
     'CAMBoxMetric', 'LoadImageForCAM', 'decode_image', 'CAMBoxHook',

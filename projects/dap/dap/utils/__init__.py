@@ -1,7 +1,8 @@
-from .checkpoint import (load_checkpoint_safely, register_safe_globals,
+from .checkpoint import (exact_safe_globals, load_checkpoint_safely,
+                         load_local_checkpoint, register_checkpoint_loader,
                          safe_checkpoint_globals)
 
 __all__ = [
-    'load_checkpoint_safely', 'register_safe_globals',
-    'safe_checkpoint_globals'
+    'exact_safe_globals', 'load_checkpoint_safely', 'load_local_checkpoint',
+    'register_checkpoint_loader', 'safe_checkpoint_globals'
 ]

@@ -3,12 +3,22 @@
 mmengine 0.10.7 checkpoints carry a ``MessageHub`` state (``HistoryBuffer``
 objects holding numpy arrays and numpy scalars).  torch's safe unpickler
 refuses those globals, so ``--resume`` breaks.  Instead of switching the
-safety off (``weights_only=False``) we allow-list exactly the classes such a
-checkpoint needs, once, when :mod:`projects.dap.dap` is imported.
+safety off (``weights_only=False``) we allow exactly the globals such a
+checkpoint needs.
+
+torch keeps its allow-list in one process-wide registry, and whatever any
+imported library adds there counts for every load; two entries under one
+name (a library's real ``builtins.getattr`` and our restricted stand-in)
+are resolved in no defined order.  So a load here runs with the registry
+holding *only* our list (:func:`exact_safe_globals`), and mmengine's loader
+of local checkpoint files (``--resume``, ``load_from``, ``init_cfg``) is
+this one, registered when :mod:`projects.dap.dap` is imported.
 """
-from typing import Any, List, Optional, Union
 import os
+import os.path as osp
 import pickle
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
@@ -22,16 +32,15 @@ def _numpy_globals() -> List[Any]:
         from numpy._core.multiarray import _reconstruct, scalar
     allowed: List[Any] = [np.ndarray, np.dtype, _reconstruct, scalar]
     dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:  # per-dtype classes (numpy >= 1.25)
-        allowed += [
+    if dtypes is not None:  # per-dtype classes (numpy >= 1.25), once each
+        # (aliases such as ByteDType / Int8DType name one class)
+        allowed += dict.fromkeys(
             getattr(dtypes, name) for name in dir(dtypes)
-            if name.endswith('DType')
-        ]
+            if name.endswith('DType'))
     return allowed
 
 
-# Methods HistoryBuffer registers in its __init__ (custom ones registered
-# with ``HistoryBuffer.register_statistics`` are allowed too).
+# The statistics every HistoryBuffer pickles (its built-in, public methods).
 _HISTORY_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
 
 
@@ -44,12 +53,12 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     there ``eval``); this stand-in resolves only those methods.
     """
     from mmengine.logging import HistoryBuffer
-    allowed = _HISTORY_STATISTICS | set(HistoryBuffer._statistics_methods)
-    if obj is HistoryBuffer and name in allowed:
+    if obj is HistoryBuffer and name in _HISTORY_STATISTICS:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'refusing getattr({obj!r}, {name!r}) while loading a checkpoint: '
-        'only HistoryBuffer statistics methods are allowed')
+        'only the HistoryBuffer statistics methods '
+        f'{sorted(_HISTORY_STATISTICS)} are allowed')
 
 
 def safe_checkpoint_globals() -> List[Any]:
@@ -66,15 +75,43 @@ def safe_checkpoint_globals() -> List[Any]:
     ]
 
 
-def register_safe_globals() -> None:
-    """Allow-list :func:`safe_checkpoint_globals` for ``torch.load``."""
-    add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is not None:  # torch < 2.4 has no safe unpickler allow-list
-        add(safe_checkpoint_globals())
+@contextmanager
+def exact_safe_globals() -> Iterator[None]:
+    """Within the block torch's registry of allowed globals holds exactly
+    :func:`safe_checkpoint_globals` (besides torch's own built-in list),
+    whatever other code registered; it is restored afterwards."""
+    serialization = torch.serialization
+    saved = serialization.get_safe_globals()
+    serialization.clear_safe_globals()
+    serialization.add_safe_globals(safe_checkpoint_globals())
+    try:
+        yield
+    finally:
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(saved)
 
 
 def load_checkpoint_safely(path: Union[str, os.PathLike],
                            map_location: Optional[str] = 'cpu') -> Any:
-    """``torch.load`` with ``weights_only=True`` and the allow-list."""
-    register_safe_globals()
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """``torch.load`` with ``weights_only=True`` and exactly our
+    allow-list."""
+    with exact_safe_globals():
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_local_checkpoint(filename: str,
+                          map_location: Optional[str] = None) -> Any:
+    """mmengine's loader of local checkpoint files, made safe."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return load_checkpoint_safely(filename, map_location=map_location)
+
+
+def register_checkpoint_loader() -> None:
+    """Make :func:`load_local_checkpoint` mmengine's loader of local
+    files (``CheckpointLoader``'s public scheme registry; URLs keep
+    mmengine's loaders)."""
+    from mmengine.runner import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_local_checkpoint, force=True)
