@@ -25,6 +25,7 @@ from mmengine.logging import print_log
 
 from mmpretrain.datasets import ImageNet, ImageNet21k
 from mmpretrain.registry import DATASETS
+from ..utils.progress_log import ProgressLog
 from .image_list import (ImageListError, ImageListIndex, build_ann_index,
                          build_folder_index, default_index_path,
                          find_class_folders, open_index_if_current,
@@ -35,24 +36,6 @@ def _cache_index_dir() -> str:
     base = os.environ.get('XDG_CACHE_HOME') or osp.join(
         osp.expanduser('~'), '.cache')
     return osp.join(base, 'dap', 'image_lists')
-
-
-class _Throttled:
-    """Log ``what: done / total`` at most every ``interval`` seconds."""
-
-    def __init__(self, what: str, interval: float = 10.) -> None:
-        self.what, self.interval = what, interval
-        self.start = self.last = time.time()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.time()
-        if now - self.last < self.interval:
-            return
-        self.last = now
-        of = f' / {total:,} ({100 * done / max(total, 1):.0f}%)' \
-            if total > 0 else ''
-        print_log(f'{self.what}: {done:,}{of}, {now - self.start:.0f} s',
-                  logger='current')
 
 
 class _IndexedImageList:
@@ -111,7 +94,8 @@ class _IndexedImageList:
         start = time.time()
         index = build_ann_index(
             self.ann_file, path,
-            progress=_Throttled(f'indexing {osp.basename(self.ann_file)}'))
+            progress=ProgressLog(
+                f'indexing {osp.basename(self.ann_file)} (lines)'))
         print_log(f'indexed {index.num_images:,} images in '
                   f'{time.time() - start:.1f} s', logger='current')
         return index
