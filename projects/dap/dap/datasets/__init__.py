@@ -8,6 +8,7 @@ from .transforms import (LoadImageRandomChoiceResize, decode_resized,
 
 __all__ = [
     'ImageListError', 'ImageListIndex', 'IndexedImageNet',
-    'IndexedImageNet21k', 'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
+    'IndexedImageNet21k', 'ImageNetPseudoBoxDataset',
+    'LoadImageRandomChoiceResize',
     'decode_resized', 'reduction_factor', 'target_size'
 ]

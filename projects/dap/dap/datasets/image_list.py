@@ -1,4 +1,4 @@
-"""mmpretrain's ImageNet image list, read in blocks, and an index of it on disk.
+"""mmpretrain's ImageNet image list, read in blocks, and an index on disk.
 
 The list is what mmpretrain's ``ImageNet`` / ``ImageNet21k`` read: an
 annotation file of ``<relative path> <label>`` lines (``meta/train.txt``),

@@ -15,7 +15,7 @@ import copy
 import logging
 import mmap
 import os.path as osp
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.logging import print_log
