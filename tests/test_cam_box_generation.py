@@ -306,6 +306,24 @@ def test_two_ranks_torchrun_equal_one_rank(workspace, base_run):
     _assert_same_box_files(base_run['out'], work_dir / 'pseudo_boxes.dapbox')
 
 
+def test_two_ranks_malformed_list_stop_both_before_the_run(workspace):
+    """Rank 0 indexes the list; its error stops every rank (no hang)."""
+    bad = workspace['root'] / 'bad_meta' / 'train.txt'
+    bad.parent.mkdir()
+    bad.write_text('c0/img_0.JPEG 0\nc0/img_1.JPEG\n')
+    work_dir = workspace['root'] / 'wd_bad_list'
+    env = dict(_env(), PORT=str(free_port()))
+    proc = run_tool(['bash', DIST, workspace['cfg'], '2', '--checkpoint',
+                     workspace['ckpt'], '--work-dir', work_dir,
+                     '--cfg-options',
+                     f'test_dataloader.dataset.ann_file={bad}'],
+                    env=env, check=False, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout.count(f'error: {bad}:2: expected "<relative path> '
+                             '<label>"') == 2, proc.stdout[-3000:]
+    assert not (work_dir / 'cam_box_shards').exists()
+
+
 @pytest.mark.skipif(shutil.which('mpirun') is None, reason='no MPI')
 def test_two_ranks_mpirun_equal_one_rank(workspace, base_run):
     work_dir = workspace['root'] / 'wd_mpi'

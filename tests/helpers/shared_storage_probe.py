@@ -2,13 +2,22 @@
 FOLDER`` with RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set; FOLDER may
 hold ``{rank}``.  Exit 0 and print ``shared`` when the check passes, exit 3
 and print the error otherwise."""
+import importlib.util
 import os
+import os.path as osp
 import sys
 
 import torch.distributed as dist
 
-from projects.dap.dap.utils.shared_storage import (SharedStorageError,
-                                                   check_shared_storage)
+# the module alone, without importing all of projects.dap.dap (mmdet, ...)
+_spec = importlib.util.spec_from_file_location(
+    'shared_storage',
+    osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+             'projects', 'dap', 'dap', 'utils', 'shared_storage.py'))
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+SharedStorageError = _module.SharedStorageError
+check_shared_storage = _module.check_shared_storage
 
 if __name__ == '__main__':
     rank = int(os.environ['RANK'])

@@ -19,7 +19,7 @@ import weakref
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.dist import barrier, get_dist_info
+from mmengine.dist import barrier, broadcast_object_list, get_dist_info
 from mmengine.fileio import get_file_backend
 from mmengine.logging import print_log
 
@@ -120,9 +120,15 @@ class _IndexedImageList:
         path = self._index_path()
         rank, world = get_dist_info()
         if world > 1:
+            error = [None]
             if rank == 0:
-                self._open_or_build(path)
-            barrier()
+                try:
+                    self._open_or_build(path)
+                except ImageListError as e:  # every rank stops with it
+                    error = [str(e)]
+            broadcast_object_list(error, src=0)
+            if error[0] is not None:
+                raise ImageListError(error[0])
             if rank != 0 and int(os.environ.get('LOCAL_RANK', 0)) == 0:
                 self._open_or_build(path)
             barrier()
