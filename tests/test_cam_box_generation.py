@@ -4,8 +4,10 @@ Generated ImageNet-style data (class folders + meta/train.txt, including
 every kind of bad input) and a random-init ResNet-18 classifier saved to a
 tmp dir; small CAM scales (64, 128) keep it fast.  Checks: a valid box file
 with the right metadata, parity with per-image CAMs + ``fit_cam_boxes``,
-2 ranks (torchrun and mpirun) == 1 rank, kill-and-resume == uninterrupted,
-refusal of mismatched reruns, clear errors before the run.
+2 ranks (torchrun, mpirun and the Slurm script) == 1 rank, the configs'
+``IndexedImageNet`` == mmpretrain's ``ImageNet`` (same box file),
+kill-and-resume == uninterrupted, refusal of mismatched reruns, clear
+errors before the run.
 """
 import io
 import os
@@ -25,6 +27,7 @@ from conftest import REPO, free_port, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'generate_pseudo_boxes.py')
 DIST = osp.join(REPO, 'tools', 'dist_generate_pseudo_boxes.sh')
+SLURM = osp.join(REPO, 'tools', 'slurm_generate_pseudo_boxes.sh')
 BASE_CFG = osp.join(REPO, 'configs', 'cam_boxes',
                     'cam-boxes_resnet50_8xb32_in1k.py')
 HELPERS = osp.join(REPO, 'tests', 'helpers')
@@ -145,6 +148,10 @@ default_hooks = dict(logger=dict(interval=1))
         labels=[int(line.rsplit(' ', 1)[1]) for line in lines],
         cfg=config('cfg.py'),
         cfg_bias=config('cfg_bias.py', 'model.update(bias=0.3)'),
+        # mmpretrain's own dataset: the path before IndexedImageNet
+        cfg_mmpretrain=config(
+            'cfg_mmpretrain.py',
+            "test_dataloader['dataset']['type'] = 'ImageNet'"),
         cfg_4cls=config(
             'cfg_4cls.py',
             "test_dataloader['dataset']['classes'] = ['a', 'b', 'c', 'd']"),
@@ -227,6 +234,21 @@ def test_box_file_is_valid_and_bad_inputs_are_recorded(workspace, base_run):
     log = base_run['log']
     assert 'wrote' in log and f'{len(failed)} failed' in log
     assert 'Epoch(test)' in log  # mmengine logger with progress / eta
+    # progress over all ranks (rank 0 logs it; here at the end)
+    assert f'CAM boxes: {len(keys)} / {len(keys)} images done (100.0%; 0 ' \
+        'by earlier runs)' in log
+    assert '1 torch threads per process' in log  # OMP_NUM_THREADS=1
+
+
+def test_indexed_dataset_gives_mmpretrains_box_file(workspace, base_run):
+    """The configs' IndexedImageNet and mmpretrain's ImageNet: the same
+    fingerprint and the same box file, byte for byte."""
+    from mmengine.config import Config
+    assert Config.fromfile(
+        workspace['cfg']).test_dataloader.dataset.type == 'IndexedImageNet'
+    work_dir = workspace['root'] / 'wd_mmpretrain'
+    _generate(workspace, work_dir, cfg=workspace['cfg_mmpretrain'])
+    _assert_same_box_files(base_run['out'], work_dir / 'pseudo_boxes.dapbox')
 
 
 def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
@@ -284,6 +306,24 @@ def test_two_ranks_torchrun_equal_one_rank(workspace, base_run):
     _assert_same_box_files(base_run['out'], work_dir / 'pseudo_boxes.dapbox')
 
 
+def test_two_ranks_malformed_list_stop_both_before_the_run(workspace):
+    """Rank 0 indexes the list; its error stops every rank (no hang)."""
+    bad = workspace['root'] / 'bad_meta' / 'train.txt'
+    bad.parent.mkdir()
+    bad.write_text('c0/img_0.JPEG 0\nc0/img_1.JPEG\n')
+    work_dir = workspace['root'] / 'wd_bad_list'
+    env = dict(_env(), PORT=str(free_port()))
+    proc = run_tool(['bash', DIST, workspace['cfg'], '2', '--checkpoint',
+                     workspace['ckpt'], '--work-dir', work_dir,
+                     '--cfg-options',
+                     f'test_dataloader.dataset.ann_file={bad}'],
+                    env=env, check=False, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout.count(f'error: {bad}:2: expected "<relative path> '
+                             '<label>"') == 2, proc.stdout[-3000:]
+    assert not (work_dir / 'cam_box_shards').exists()
+
+
 @pytest.mark.skipif(shutil.which('mpirun') is None, reason='no MPI')
 def test_two_ranks_mpirun_equal_one_rank(workspace, base_run):
     work_dir = workspace['root'] / 'wd_mpi'
@@ -295,6 +335,51 @@ def test_two_ranks_mpirun_equal_one_rank(workspace, base_run):
         '--checkpoint', workspace['ckpt'], '--work-dir', work_dir,
         '--launcher', 'mpi'
     ], env=env)
+    shards = os.listdir(work_dir / 'cam_box_shards')
+    assert any('-r00001-' in s for s in shards)
+    _assert_same_box_files(base_run['out'], work_dir / 'pseudo_boxes.dapbox')
+
+
+FAKE_SRUN = r'''#!/usr/bin/env bash
+# srun stand-in: records its arguments, runs the command as --ntasks tasks
+echo "$@" > "$SRUN_LOG"
+ntasks=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ntasks=*) ntasks=${1#--ntasks=} ;;
+        -p) shift ;;
+        -*) ;;
+        *) break ;;
+    esac
+    shift
+done
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+    SLURM_PROCID=$i SLURM_NTASKS=$ntasks SLURM_LOCALID=$i "$@" &
+    pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+exit $rc
+'''
+
+
+def test_two_ranks_slurm_script_equal_one_rank(workspace, base_run):
+    work_dir = workspace['root'] / 'wd_slurm'
+    bin_dir = workspace['root'] / 'fake_slurm'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text(FAKE_SRUN)
+    (bin_dir / 'srun').chmod(0o755)
+    env = dict(_env(), PATH=f'{bin_dir}{os.pathsep}{_env()["PATH"]}',
+               SRUN_LOG=str(workspace['root'] / 'srun_args.txt'), GPUS='2',
+               GPUS_PER_NODE='2', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(free_port()))
+    run_tool(['bash', SLURM, 'part', 'dap_boxes', workspace['cfg'],
+              work_dir, '--checkpoint', workspace['ckpt']], env=env)
+    args = (workspace['root'] / 'srun_args.txt').read_text()
+    assert args.startswith('-p part --job-name=dap_boxes --gres=gpu:2 '
+                           '--ntasks=2 --ntasks-per-node=2')
+    assert f'--work-dir={work_dir} --launcher slurm' in args
     shards = os.listdir(work_dir / 'cam_box_shards')
     assert any('-r00001-' in s for s in shards)
     _assert_same_box_files(base_run['out'], work_dir / 'pseudo_boxes.dapbox')

@@ -16,6 +16,7 @@ from mmengine.registry import init_default_scope
 from projects.dap.dap import (BoxFileError, PseudoBoxFile,
                               image_list_fingerprint, write_box_file)
 from projects.dap.dap.datasets import ImageNetPseudoBoxDataset
+from projects.dap.dap.datasets import image_list
 from projects.dap.dap.datasets import imagenet_pseudo_box as ipb
 
 WNIDS = ('n01440764', 'n01443537', 'n01484850')
@@ -155,7 +156,7 @@ def test_streamed_fingerprint_equals_box_file_definition(tmp_path,
     labels = [i % 3 for i in range(50)]
     digest = ipb._ImageListDigest(50, 3)
     for start in range(0, 50, 7):
-        digest.add([k.encode() for k in keys[start:start + 7]],
+        digest.add(b''.join(k.encode() + b'\n' for k in keys[start:start + 7]),
                    np.array(labels[start:start + 7]), 'test')
     assert digest.hexdigest() == image_list_fingerprint(keys, labels)
     # the annotation file is read in blocks: boundaries inside lines, CRLF,
@@ -164,12 +165,10 @@ def test_streamed_fingerprint_equals_box_file_definition(tmp_path,
     ann.write_bytes(b''.join(
         f'{k} {c}\r\n'.encode() + (b'\n' if i == 10 else b'')
         for i, (k, c) in enumerate(zip(keys, labels))).rstrip(b'\r\n'))
-    monkeypatch.setattr(ipb, '_READ_BLOCK', 13)
-    ds = ImageNetPseudoBoxDataset.__new__(ImageNetPseudoBoxDataset)
-    ds.ann_file = str(ann)
+    monkeypatch.setattr(image_list, 'READ_BLOCK', 13)
     got_keys, got_labels = [], []
-    for k, c in ds._read_ann_file():
-        got_keys += [x.decode() for x in k]
+    for blob, _, c, _ in image_list.read_ann_blocks(str(ann)):
+        got_keys += [x.decode() for x in blob.split(b'\n')[:-1]]
         got_labels += c.tolist()
     assert got_keys == keys and got_labels == labels
 

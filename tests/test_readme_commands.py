@@ -24,6 +24,8 @@ SCRIPT_TOOLS = {
     'tools/dist_generate_pseudo_boxes.sh':
     ('tools/generate_pseudo_boxes.py', 2),
     'tools/slurm_train.sh': ('tools/train.py', 4),
+    'tools/slurm_generate_pseudo_boxes.sh':
+    ('tools/generate_pseudo_boxes.py', 4),
 }
 # what the README tells users to install for mmdet's analyze_logs.py
 OPTIONAL_MODULES = ('seaborn', )
@@ -87,6 +89,8 @@ def tool_help(tool):
 def resolve(cmd):
     """(tool, its arguments) of a README command, or None if not a tool."""
     words = shlex.split(cmd, posix=True)
+    while re.match(r'[A-Z_][A-Z0-9_]*=', words[0]):  # NNODES=2 bash ...
+        words = words[1:]
     if words[0] == 'mpirun':
         words = words[words.index('python'):]
     if words[0] == 'bash':

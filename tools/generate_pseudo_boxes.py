@@ -8,10 +8,15 @@ Examples::
 
     python tools/generate_pseudo_boxes.py \\
         configs/cam_boxes/cam-boxes_resnet101_8xb32_in1k.py \\
-        --checkpoint checkpoints/resnet101_in1k.pth
+        --checkpoint work_dirs/classifier/in1k_r101.pth
     bash tools/dist_generate_pseudo_boxes.sh CONFIG 8 --checkpoint CKPT
     mpirun -n 64 python tools/generate_pseudo_boxes.py CONFIG \\
         --checkpoint CKPT --launcher mpi
+    GPUS=64 bash tools/slurm_generate_pseudo_boxes.sh PARTITION JOB CONFIG \\
+        WORK_DIR --checkpoint CKPT
+
+All ranks must see the same work dir and output folder (checked at the
+start: the run stops before any image if they do not).
 """
 import argparse
 import os.path as osp
@@ -78,6 +83,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> int:
     from projects.dap.dap.box_file import BoxFileError
+    from projects.dap.dap.datasets import ImageListError
     from projects.dap.dap.hooks import CAMBoxRunError
     from projects.dap.dap.models import CAMBoxConfigError
 
@@ -85,7 +91,8 @@ def main(argv=None) -> int:
     cfg = build_cfg(args)
     try:
         build_runner(cfg, args.launcher).test()
-    except (BoxFileError, CAMBoxRunError, CAMBoxConfigError) as e:
+    except (BoxFileError, CAMBoxRunError, CAMBoxConfigError,
+            ImageListError) as e:
         # Inputs that do not fit: a clear message, nothing computed or lost.
         print_log(f'{type(e).__name__}: {e}', logger='current', level=40)
         print(f'error: {e}', file=sys.stderr)

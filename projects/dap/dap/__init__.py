@@ -11,8 +11,9 @@ from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                        write_box_file_arrays)
 from .cam_box_metric import CAMBoxMetric
 from .cam_transforms import LoadImageForCAM, decode_image
-from .datasets import (ImageNetPseudoBoxDataset, LoadImageRandomChoiceResize,
-                       decode_resized)
+from .datasets import (ImageListError, ImageNetPseudoBoxDataset,
+                       IndexedImageNet, IndexedImageNet21k,
+                       LoadImageRandomChoiceResize, decode_resized)
 from .hooks import CAMBoxHook, CAMBoxRunError
 from .models import CAMBoxConfigError, CAMBoxGenerator
 from .samplers import ResumableSampler
@@ -26,8 +27,9 @@ register_checkpoint_loader()
 __all__ = [
     'BoxFileError', 'PseudoBoxFile', 'ShardWriter', 'image_list_fingerprint',
     'merge_shards', 'write_box_file', 'write_box_file_arrays',
-    'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
-    'decode_resized', 'exact_safe_globals', 'load_checkpoint_safely',
+    'ImageListError', 'ImageNetPseudoBoxDataset', 'IndexedImageNet',
+    'IndexedImageNet21k', 'LoadImageRandomChoiceResize', 'decode_resized',
+    'exact_safe_globals', 'load_checkpoint_safely',
     'register_checkpoint_loader', 'safe_checkpoint_globals',
     'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
     'transfer_state_dict',

@@ -112,6 +112,50 @@ def _check_key_block(block: bytes, count: int, first: int) -> None:
             'newline or NUL character; keys must be plain relative paths')
 
 
+class ImageListHasher:
+    """:func:`image_list_fingerprint` fed in blocks, so a 14M-image list is
+    never held in memory: all key blocks first, then (optionally) all label
+    blocks.  ``num_images`` is part of the digest header, so it must be
+    known up front; :meth:`hexdigest` checks the counts.
+    """
+
+    def __init__(self, num_images: int, with_labels: bool = True) -> None:
+        self.num_images = int(num_images)
+        self.with_labels = bool(with_labels)
+        self.num_keys = 0
+        self.num_labels = 0
+        self._digest = hashlib.sha256(
+            b'dap-image-list/1 n=%d labels=%d\n' %
+            (self.num_images, self.with_labels))
+
+    def update_keys(self, block: bytes, count: int) -> None:
+        """``count`` utf-8 keys, each followed by ``b'\\n'``."""
+        if self.num_labels:
+            raise BoxFileError('all keys must come before the labels')
+        _check_key_block(block, count, self.num_keys)
+        self._digest.update(block)
+        self.num_keys += count
+
+    def update_labels(self, labels: Any) -> None:
+        if not self.with_labels:
+            raise BoxFileError('this fingerprint has no labels')
+        chunk = np.asarray(labels).reshape(-1)
+        if chunk.size and chunk.dtype.kind not in 'iu':
+            raise BoxFileError(
+                f'labels must be integers, got dtype {chunk.dtype}')
+        self._digest.update(chunk.astype('<i8').tobytes())
+        self.num_labels += chunk.size
+
+    def hexdigest(self) -> str:
+        expected = (self.num_images, self.num_images if self.with_labels
+                    else 0)
+        if (self.num_keys, self.num_labels) != expected:
+            raise BoxFileError(
+                f'image list fingerprint of {self.num_images} images got '
+                f'{self.num_keys} keys and {self.num_labels} labels')
+        return self._digest.hexdigest()
+
+
 def image_list_fingerprint(keys: Sequence[str],
                            labels: Optional[Sequence[int]] = None) -> str:
     """sha256 hex of the ordered image keys (and labels).
@@ -121,24 +165,19 @@ def image_list_fingerprint(keys: Sequence[str],
     labels as little-endian int64. Keys are hashed in chunks, so 14M keys
     cost a few seconds and little memory. ``keys`` may be a list of str or
     a numpy ``S``/``U`` array (e.g. :attr:`PseudoBoxFile.keys`).
+    :class:`ImageListHasher` computes it from blocks.
     """
     n = len(keys)
     if labels is not None and len(labels) != n:
         raise BoxFileError(f'{n} keys but {len(labels)} labels')
-    digest = hashlib.sha256(
-        b'dap-image-list/1 n=%d labels=%d\n' % (n, labels is not None))
+    hasher = ImageListHasher(n, with_labels=labels is not None)
     for start in range(0, n, _CHUNK):
         block = b'\n'.join(_key_bytes(keys[start:start + _CHUNK])) + b'\n'
-        _check_key_block(block, min(_CHUNK, n - start), start)
-        digest.update(block)
+        hasher.update_keys(block, min(_CHUNK, n - start))
     if labels is not None:
         for start in range(0, n, _CHUNK):
-            chunk = np.asarray(labels[start:start + _CHUNK])
-            if chunk.size and chunk.dtype.kind not in 'iu':
-                raise BoxFileError(
-                    f'labels must be integers, got dtype {chunk.dtype}')
-            digest.update(chunk.astype('<i8').tobytes())
-    return digest.hexdigest()
+            hasher.update_labels(np.asarray(labels[start:start + _CHUNK]))
+    return hasher.hexdigest()
 
 
 def file_sha256(path: PathLike) -> str:

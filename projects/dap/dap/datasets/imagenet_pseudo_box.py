@@ -12,26 +12,21 @@ worker would map the whole file; read through the page cache, the file is
 shared by all ranks and workers and the resident set stays flat.
 """
 import copy
-import hashlib
 import logging
 import mmap
-import os
 import os.path as osp
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.fileio import get_file_backend
 from mmengine.logging import print_log
 from mmengine.utils import is_abs
 
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
-from ..box_file import BoxFileError, PseudoBoxFile
-
-# mmpretrain's ImageNet.IMG_EXTENSIONS: the files its folder scan keeps.
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
-_READ_BLOCK = 4 << 20  # bytes read at a time from an annotation file
+from ..box_file import BoxFileError, ImageListHasher, PseudoBoxFile
+from .image_list import (FileRows, find_class_folders, read_ann_blocks,
+                         scan_class_folders, subset_positions)
 
 
 class _ImageListDigest:
@@ -49,22 +44,22 @@ class _ImageListDigest:
         self.count = 0
         self._label_dtype = np.min_scalar_type(max(num_classes - 1, 0))
         self._labels: List[np.ndarray] = []
-        self._digest = hashlib.sha256(b'dap-image-list/1 n=%d labels=1\n' %
-                                      num_images)
+        self._hasher = ImageListHasher(num_images)
 
-    def add(self, keys: List[bytes], labels: np.ndarray, where: str) -> None:
-        if not keys:
-            return
+    def add(self, blob: bytes, labels: np.ndarray, where: str) -> None:
+        """``blob``: the keys of ``labels``, each followed by b'\\n'."""
         labels = np.asarray(labels, dtype=np.int64)
+        if not len(labels):
+            return
         bad = np.flatnonzero((labels < 0) | (labels >= self.num_classes))
         if bad.size:
+            key = blob.split(b'\n')[bad[0]].decode('utf-8', 'replace')
             raise BoxFileError(
-                f'{where}: image {keys[bad[0]].decode("utf-8", "replace")!r}'
-                f' has label {labels[bad[0]]}, outside the pseudo-box file\'s'
-                f' {self.num_classes} classes')
-        self.count += len(keys)
+                f'{where}: image {key!r} has label {labels[bad[0]]}, outside'
+                f' the pseudo-box file\'s {self.num_classes} classes')
+        self.count += len(labels)
         if self.count <= self.num_images:
-            self._digest.update(b'\n'.join(keys) + b'\n')
+            self._hasher.update_keys(blob, len(labels))
             self._labels.append(labels.astype(self._label_dtype))
 
     def hexdigest(self) -> Optional[str]:
@@ -72,13 +67,14 @@ class _ImageListDigest:
         if self.count != self.num_images:
             return None
         for chunk in self._labels:
-            self._digest.update(chunk.astype('<i8').tobytes())
+            self._hasher.update_labels(chunk)
         self._labels = []
-        return self._digest.hexdigest()
+        return self._hasher.hexdigest()
 
 
 class _RowReader:
-    """Reads rows of the box file's ``.npy`` members with ``os.pread``.
+    """Reads rows of the box file's ``.npy`` members with ``os.pread``
+    (:class:`~.image_list.FileRows`, see there why not through the map).
 
     Members that are not plain file-backed memory maps (never the case for
     :meth:`PseudoBoxFile.open`) are read through the array instead.
@@ -88,50 +84,23 @@ class _RowReader:
 
     def __init__(self, box: PseudoBoxFile) -> None:
         self._box = box
-        self._layout = {}
+        self._files = {}
         for name in self.MEMBERS:
             arr = getattr(box, name)
             if isinstance(arr, np.memmap) and arr.filename and \
                     arr.flags.c_contiguous:
-                row_shape = arr.shape[1:]
-                row_bytes = arr.dtype.itemsize * int(np.prod(row_shape))
-                self._layout[name] = (arr.filename, int(arr.offset),
-                                      arr.dtype, row_shape, row_bytes,
-                                      len(arr))
-        self._fds = {}
+                self._files[name] = FileRows(arr.filename, int(arr.offset),
+                                             arr.dtype, arr.shape[1:],
+                                             len(arr))
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        layout = self._layout.get(name)
-        if layout is None:
+        rows = self._files.get(name)
+        if rows is None:
             return np.array(getattr(self._box, name)[start:stop])
-        path, offset, dtype, row_shape, row_bytes, length = layout
-        if not 0 <= start <= stop <= length:
-            raise BoxFileError(f'{path}: rows {start}:{stop} outside '
-                               f'[0, {length}]')
-        fd = self._fds.get(name)
-        if fd is None:
-            fd = self._fds[name] = os.open(path, os.O_RDONLY)
-        size = (stop - start) * row_bytes
-        data = os.pread(fd, size, offset + start * row_bytes)
-        if len(data) != size:
-            raise BoxFileError(f'{path} is shorter than its header says '
-                               '(truncated while in use?)')
-        return np.frombuffer(data, dtype).reshape((stop - start, ) +
-                                                  row_shape)
-
-    def __getstate__(self) -> dict:  # file descriptors stay behind
-        return dict(self.__dict__, _fds={})
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
-
-    def __del__(self) -> None:
         try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
+            return rows.rows(start, stop)
+        except (IndexError, ValueError) as e:
+            raise BoxFileError(str(e)) from None
 
 
 def _release_mapped_pages(box: PseudoBoxFile) -> None:
@@ -144,38 +113,6 @@ def _release_mapped_pages(box: PseudoBoxFile) -> None:
                 handle.madvise(mmap.MADV_DONTNEED)
             except (OSError, ValueError):  # pragma: no cover
                 pass
-
-
-def _parse_ann_lines(lines: List[bytes], first_line: int,
-                     ann_file: str) -> Tuple[List[bytes], np.ndarray]:
-    """mmpretrain's ``line.strip().rsplit(' ', 1)`` on a block of lines;
-    blank lines are skipped."""
-    keys, labels = [], []
-    for number, line in enumerate(lines, first_line):
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.rsplit(b' ', 1)
-        if len(parts) != 2 or not parts[0]:
-            raise ValueError(
-                f'{ann_file}:{number}: expected "<relative path> <label>", '
-                f'got {line[:200]!r}')
-        keys.append(parts[0])
-        labels.append(parts[1])
-    try:
-        label_arr = np.array(labels, dtype=bytes).astype(np.int64)
-    except ValueError:
-        for number, line in enumerate(lines, first_line):
-            parts = line.strip().rsplit(b' ', 1)
-            if len(parts) == 2:
-                try:
-                    int(parts[1])
-                except ValueError:
-                    raise ValueError(
-                        f'{ann_file}:{number}: label {parts[1][:50]!r} is '
-                        'not an integer') from None
-        raise
-    return keys, label_arr.reshape(-1)
 
 
 @DATASETS.register_module()
@@ -319,13 +256,15 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
         folder_classes = None
         if self.ann_file:
             source = f'annotation file {self.ann_file}'
-            for keys, labels in self._read_ann_file():
-                digest.add(keys, labels, self.ann_file)
+            for blob, _, labels, _ in read_ann_blocks(self.ann_file):
+                digest.add(blob, labels, self.ann_file)
         else:
-            source = f'class folders under {self.data_prefix["img"]}'
-            folder_classes = self._find_folders()
-            for label, keys in self._scan_folders(folder_classes):
-                digest.add(keys, np.full(len(keys), label), source)
+            root = self.data_prefix['img']
+            source = f'class folders under {root}'
+            folder_classes = find_class_folders(root)
+            for label, keys in scan_class_folders(root, folder_classes):
+                digest.add(b''.join(k + b'\n' for k in keys),
+                           np.full(len(keys), label), source)
             if len(folder_classes) != box.num_classes:
                 raise BoxFileError(
                     f'{source} hold {len(folder_classes)} classes but the '
@@ -341,68 +280,11 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
             raise BoxFileError(f'image list from {source}: {e}') from None
         return folder_classes
 
-    def _read_ann_file(self) -> Iterator[Tuple[List[bytes], np.ndarray]]:
-        """(keys, labels) blocks of an mmpretrain annotation file."""
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(
-                f'image list {self.ann_file} does not exist (mmpretrain '
-                'format: one "relative/path.JPEG label" per line; or set '
-                'ann_file="" to scan class folders)')
-        line_no, rest = 1, b''
-        with open(self.ann_file, 'rb') as f:
-            while True:
-                block = f.read(_READ_BLOCK)
-                if not block:
-                    break
-                lines = (rest + block).split(b'\n')
-                rest = lines.pop()
-                yield _parse_ann_lines(lines, line_no, self.ann_file)
-                line_no += len(lines)
-        if rest:
-            yield _parse_ann_lines([rest], line_no, self.ann_file)
-
-    def _find_folders(self) -> List[str]:
-        """Class folders in sorted order (mmpretrain's ``find_folders``)."""
-        root = self.data_prefix['img']
-        if not osp.isdir(root):
-            raise FileNotFoundError(
-                f'image folder {root} does not exist (expected '
-                '<wnid>/<image> class folders, or give an ann_file)')
-        backend = get_file_backend(root, enable_singleton=True)
-        folders = sorted(
-            backend.list_dir_or_file(
-                root, list_dir=True, list_file=False, recursive=False))
-        if not folders:
-            raise BoxFileError(f'no class folders under {root}')
-        return folders
-
-    def _scan_folders(self,
-                      folders: List[str]) -> Iterator[Tuple[int, List[bytes]]]:
-        """(label, keys) per class folder, in mmpretrain's order."""
-        root = self.data_prefix['img']
-        backend = get_file_backend(root, enable_singleton=True)
-        for label, folder in enumerate(folders):
-            files = backend.list_dir_or_file(
-                backend.join_path(root, folder),
-                list_dir=False, list_file=True, recursive=True)
-            yield label, [
-                backend.join_path(folder, f).encode('utf-8')
-                for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)
-            ]
-
     def _apply_indices(self, indices: Union[int, Sequence[int]]) -> None:
         """mmengine's ``indices``: an int (first / last n) or positions."""
         current = (np.arange(self._length, dtype=np.int64)
                    if self._subset is None else self._subset)
-        if isinstance(indices, int):
-            sub = current[:indices] if indices >= 0 else current[indices:]
-        else:
-            pos = np.asarray(indices, dtype=np.int64).reshape(-1)
-            if pos.size and (pos.min() < -len(current)
-                             or pos.max() >= len(current)):
-                raise IndexError(f'indices out of range for '
-                                 f'{len(current)} images')
-            sub = current[pos]
+        sub = subset_positions(current, indices)
         self._subset = sub
         self._length = len(sub)
 

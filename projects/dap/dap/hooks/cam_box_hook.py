@@ -18,9 +18,10 @@ returns each image's boxes.  This hook owns the files:
 """
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from mmengine.dist import (barrier, broadcast_object_list, get_dist_info,
                            is_main_process)
 from mmengine.hooks import Hook
@@ -30,6 +31,9 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from ..box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                         image_list_fingerprint, merge_shards)
+from ..utils.progress_log import ProgressLog
+from ..utils.shared_storage import SharedStorageError, check_shared_storage
+from .cam_box_progress import GenerationProgress
 
 DEFAULT_OUT = 'pseudo_boxes.dapbox'
 DEFAULT_SHARD_DIR = 'cam_box_shards'
@@ -59,13 +63,18 @@ def _dataset_prefix(dataset: Any) -> Optional[str]:
     return prefix or None
 
 
-def dataset_image_list(dataset: Any,
-                       num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+def dataset_image_list(
+    dataset: Any,
+    num_classes: int,
+    progress: Optional[Callable[[int, int], None]] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """(keys as utf-8 ``S`` array, labels) of the whole dataset in order.
 
     Labels outside ``[0, num_classes)`` (and missing labels) become -1:
     those images are recorded as failed with label -1, so the box file's
-    fingerprint is computed from these labels.
+    fingerprint is computed from these labels.  Datasets with an
+    ``image_list_fingerprint(num_classes)`` method (``IndexedImageNet``)
+    give the fingerprint without this in-memory list.
     """
     prefix = _dataset_prefix(dataset)
     n = len(dataset)
@@ -82,6 +91,8 @@ def dataset_image_list(dataset: Any,
                 label) == 1 else -1
             labels[i] = label if 0 <= label < num_classes else -1
         chunks.append(np.array(keys, dtype=bytes))
+        if progress is not None:
+            progress(min(n, start + chunk), n)
     keys = np.concatenate(chunks) if chunks else np.zeros(0, 'S1')
     return keys, labels
 
@@ -160,6 +171,8 @@ class CAMBoxHook(Hook):
             images per rank).
         check_classes: refuse to start when the dataset names classes and
             their number differs from the classifier's.
+        progress_interval_s: seconds between progress lines (images done
+            over all ranks and ETA, logged by rank 0).
     """
 
     priority = 'NORMAL'
@@ -168,13 +181,16 @@ class CAMBoxHook(Hook):
                  out_file: Optional[str] = None,
                  shard_dir: Optional[str] = None,
                  flush_every: int = 1000,
-                 check_classes: bool = True) -> None:
+                 check_classes: bool = True,
+                 progress_interval_s: float = 60.) -> None:
         if int(flush_every) < 1:
             raise ValueError(f'flush_every must be >= 1, got {flush_every}')
         self.out_file = out_file
         self.shard_dir = shard_dir
         self.flush_every = int(flush_every)
         self.check_classes = check_classes
+        self.progress_interval_s = float(progress_interval_s)
+        self._progress: Optional[GenerationProgress] = None
         self._writer: Optional[ShardWriter] = None
         self._skip_merge = False
 
@@ -199,9 +215,15 @@ class CAMBoxHook(Hook):
             print_log(
                 f'fingerprinting the image list ({len(dataset)} images)',
                 logger='current')
-            keys, labels = dataset_image_list(dataset, num_classes)
-            fingerprint = image_list_fingerprint(keys, labels)
-            del keys, labels
+            progress = ProgressLog('fingerprinting the image list')
+            if hasattr(dataset, 'image_list_fingerprint'):
+                fingerprint = dataset.image_list_fingerprint(
+                    num_classes, progress=progress)
+            else:
+                keys, labels = dataset_image_list(dataset, num_classes,
+                                                  progress)
+                fingerprint = image_list_fingerprint(keys, labels)
+                del keys, labels
         holder = [fingerprint]
         broadcast_object_list(holder, src=0)
         pipeline = [
@@ -253,6 +275,12 @@ class CAMBoxHook(Hook):
         dataset = loader.dataset
         out_file, shard_dir = self._paths(runner)
         self._out_file, self._shard_dir = out_file, shard_dir
+        try:  # resume and merge need it: fail now, not at the merge
+            check_shared_storage({'work_dir': runner.work_dir,
+                                  'shard_dir': shard_dir,
+                                  'output folder': osp.dirname(out_file)})
+        except SharedStorageError as e:
+            raise CAMBoxRunError(str(e)) from None
         self._prefix = _dataset_prefix(dataset)
         self._num_classes = int(model.num_classes)
         self._num_images = len(dataset)
@@ -262,7 +290,7 @@ class CAMBoxHook(Hook):
         run_meta = json.loads(json.dumps(_plain(run_meta)))
         complete = self._check_existing_output(out_file, run_meta)
 
-        rank, _ = get_dist_info()
+        rank, world = get_dist_info()
         self._writer = ShardWriter(shard_dir, rank, run_meta,
                                    flush_every=self.flush_every)
         done = self._writer.done_indices()
@@ -286,7 +314,13 @@ class CAMBoxHook(Hook):
         print_log(
             f'CAM boxes: {self._num_images} images, {len(done)} already '
             f'done, {remaining} to compute; shards in {shard_dir}, box file '
-            f'{out_file}', logger='current')
+            f'{out_file}; {torch.get_num_threads()} torch threads per process '
+            '(boxes are bit-identical between runs with the same count)',
+            logger='current')
+        self._progress = GenerationProgress(
+            osp.join(shard_dir, 'progress'), rank, world, self._num_images,
+            self._num_images - remaining, len(sampler),
+            self.progress_interval_s)
         # Nobody may write a shard before every rank has read the done set.
         barrier()
 
@@ -313,6 +347,7 @@ class CAMBoxHook(Hook):
             else:
                 writer.add(index, key, (w, h), label, sample.pred_boxes,
                            sample.pred_scores, sample.pred_thresholds)
+        self._progress.update(len(outputs or ()))
 
     # ---------------------------------------------------------------- end
     def after_test(self, runner) -> None:
@@ -320,9 +355,11 @@ class CAMBoxHook(Hook):
             return
         self._writer.close()
         self._writer = None
+        self._progress.finish()
         barrier()
         if not is_main_process():
             return
+        self._progress.log()
         if self._skip_merge:
             print_log(f'{self._out_file} is complete; nothing to do',
                       logger='current')
