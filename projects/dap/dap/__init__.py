@@ -17,7 +17,7 @@ from .hooks import CAMBoxHook, CAMBoxRunError
 from .models import CAMBoxConfigError, CAMBoxGenerator
 from .samplers import ResumableSampler
 from .transfer import (DetectorTransferRunner, TransferReport,
-                       apply_fewshot_schedule, transfer_state_dict)
+                       transfer_state_dict)
 from .utils import (load_checkpoint_safely, register_safe_globals,
                     safe_checkpoint_globals)
 
@@ -29,8 +29,7 @@ __all__ = [
     'ImageNetPseudoBoxDataset', 'LoadImageRandomChoiceResize',
     'decode_resized', 'load_checkpoint_safely', 'register_safe_globals',
     'safe_checkpoint_globals',
-    'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
-    'transfer_state_dict',
+    'DetectorTransferRunner', 'TransferReport', 'transfer_state_dict',
     'CAMBoxMetric', 'LoadImageForCAM', 'decode_image', 'CAMBoxHook',
     'CAMBoxRunError', 'CAMBoxConfigError', 'CAMBoxGenerator',
     'ResumableSampler'
