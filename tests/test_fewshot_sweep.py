@@ -48,8 +48,10 @@ def workspace(tmp_path_factory):
     model.init_weights()
     state = model.state_dict()
     torch.save(dict(meta={}, state_dict=state), root / 'dap.pth')
-    backbone = {k: v * 0.5 if v.is_floating_point() else v
-                for k, v in state.items() if k.startswith('backbone.')}
+    backbone = {
+        k: v * 0.5 if v.is_floating_point() else v
+        for k, v in state.items() if k.startswith('backbone.')
+    }
     torch.save(dict(meta={}, state_dict=backbone), root / 'cls.pth')
     return root
 
@@ -57,8 +59,7 @@ def workspace(tmp_path_factory):
 def _args(root, *extra):
     voc = str(root / 'data' / 'VOCdevkit') + '/'
     return [
-        TOOL, 'voc07', '--work-dir', root / 'sweep',
-        '--dap-config',
+        TOOL, 'voc07', '--work-dir', root / 'sweep', '--dap-config',
         osp.join(DEMO, 'faster-rcnn_r18-w32_fpn_dap_mini-voc-fewshot.py'),
         '--cls-config',
         osp.join(DEMO, 'faster-rcnn_r18-w32_fpn_cls_mini-voc-fewshot.py'),
@@ -90,9 +91,13 @@ def _kill_mid_run(args, sweep):
     """Start the sweep and kill it (and its training) after the first
     intermediate checkpoint of the first run; return that run's dir."""
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.Popen([sys.executable] + [str(a) for a in args],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable] + [str(a) for a in args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True)
     run_dir = sweep / 'dap_1shot_seed0'
     marker = run_dir / 'last_checkpoint'
     deadline = time.time() + 300
@@ -126,8 +131,10 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
     saved = int(ckpt.rsplit('_', 1)[1][:-len('.pth')])
     stamps = sorted({s for s, _ in _records(killed)})
     assert len(stamps) == 2
-    second = [r['step'] for s, r in _records(killed)
-              if s == stamps[1] and 'loss' in r]
+    second = [
+        r['step'] for s, r in _records(killed)
+        if s == stamps[1] and 'loss' in r
+    ]
     assert second and min(second) == saved + 1, (second, steps_before)
     assert max(second) == MIN_ITERS
 
@@ -139,23 +146,26 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
             for seed in SEEDS:
                 name = f'{init}_{k}shot_seed{seed}'
                 run_dir = sweep / name
-                split = (workspace / 'data' / 'VOCdevkit' / 'VOC2007' /
-                         'ImageSets' / 'Main' /
-                         f'trainval_{k}shot_seed{seed}.txt')
+                split = (
+                    workspace / 'data' / 'VOCdevkit' / 'VOC2007' /
+                    'ImageSets' / 'Main' / f'trainval_{k}shot_seed{seed}.txt')
                 num = len(split.read_text().split())
                 iters = max(MIN_ITERS, math.ceil(EPOCHS * num / 4))
                 from mmengine.config import Config
                 dumped = Config.fromfile(str(run_dir / f'{name}.py'))
                 assert dumped.train_cfg == dict(
-                    type='IterBasedTrainLoop', max_iters=iters,
+                    type='IterBasedTrainLoop',
+                    max_iters=iters,
                     val_interval=iters)
                 assert dumped.param_scheduler[1]['milestones'] == [
-                    round(iters / EPOCHS)]
+                    round(iters / EPOCHS)
+                ]
                 assert dumped.train_dataloader.dataset.ann_file == \
                     f'VOC2007/ImageSets/Main/trainval_{k}shot_seed{seed}.txt'
                 assert dumped.randomness.seed == seed
-                final = [r for _, r in _records(run_dir)
-                         if 'pascal_voc/AP50' in r]
+                final = [
+                    r for _, r in _records(run_dir) if 'pascal_voc/AP50' in r
+                ]
                 assert len(final) == 1 and final[0]['step'] == iters
                 runs[(init, k, seed)] = (100 * final[0]['pascal_voc/AP50'],
                                          100 * final[0]['pascal_voc/mAP'])
@@ -163,16 +173,18 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
     # the report, recomputed independently
     summary = json.loads((sweep / 'results.json').read_text())
     table = (sweep / 'report.md').read_text()
-    for metric, index, rows in (('AP50', 0, summary['ap50']),
-                                ('AP', 1, summary['ap'])):
+    for metric, index, rows in (('AP50', 0, summary['ap50']), ('AP', 1,
+                                                               summary['ap'])):
         assert [r['setting'] for r in rows] == ['1shot', '2shot']
         for row, k in zip(rows, SHOTS):
             for init in ('dap', 'cls'):
                 vals = [runs[(init, k, s)][index] for s in SEEDS]
                 assert row[init][0] == pytest.approx(statistics.mean(vals))
                 assert row[init][1] == pytest.approx(statistics.stdev(vals))
-            diffs = [runs[('dap', k, s)][index] - runs[('cls', k, s)][index]
-                     for s in SEEDS]
+            diffs = [
+                runs[('dap', k, s)][index] - runs[('cls', k, s)][index]
+                for s in SEEDS
+            ]
             assert row['paired'][0] == pytest.approx(statistics.mean(diffs))
             assert row['paired'][1] == pytest.approx(statistics.stdev(diffs))
             assert row['paired_wins'] == sum(d > 0 for d in diffs)
@@ -193,9 +205,27 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
     stamps = {p for p in sweep.glob('*/2*')}
     out = run_tool(args, cwd=REPO, timeout=300).stdout
     assert '8 finished (skipped)' in out
-    assert {p: p.stat().st_mtime_ns
-            for p in (sweep / 'logs').iterdir()} == logs
+    assert {
+        p: p.stat().st_mtime_ns
+        for p in (sweep / 'logs').iterdir()
+    } == logs
     assert {p for p in sweep.glob('*/2*')} == stamps
+
+    # killed during the final evaluation (final checkpoint, no metrics):
+    # the next call evaluates that checkpoint, to the same numbers
+    run_dir = sweep / 'cls_2shot_seed1'
+    before = json.loads((run_dir / 'result.json').read_text())
+    (run_dir / 'result.json').unlink()
+    for path in run_dir.glob('*/vis_data/scalars.json'):
+        kept = [line for line in path.read_text().splitlines()
+                if 'pascal_voc/AP50' not in line]
+        path.write_text('\n'.join(kept) + '\n')
+    out = run_tool(args, cwd=REPO, timeout=300).stdout
+    assert '1 to evaluate' in out and 'tools/test.py' in (
+        sweep / 'logs' / 'cls_2shot_seed1.log').read_text()
+    after = json.loads((run_dir / 'result.json').read_text())
+    assert after['AP50'] == pytest.approx(before['AP50'], abs=1e-6)
+    assert after['AP'] == pytest.approx(before['AP'], abs=1e-6)
 
     # a re-made DAP checkpoint at the same path is another study: refused,
     # nothing deleted
@@ -216,13 +246,13 @@ def test_print_mode_coco_splits_and_commands(tmp_path):
     out = run_tool([
         TOOL, 'coco', '--work-dir', tmp_path / 'sweep', '--shots', '1',
         '--seeds', '0', '1', '--dap-checkpoint', ckpt, '--cls-checkpoint',
-        ckpt, '--launcher', 'dist', '--gpus', '2', '--print',
-        '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+        ckpt, '--launcher', 'dist', '--gpus', '2', '--print', '--cfg-options',
+        f'train_dataloader.dataset.data_root={root}',
         'train_dataloader.dataset.ann_file=annotations/train.json',
         'fewshot.min_iters=3'
-    ], cwd=REPO).stdout
-    lines = [line for line in out.splitlines()
-             if line.startswith('bash ')]
+    ],
+                   cwd=REPO).stdout
+    lines = [line for line in out.splitlines() if line.startswith('bash ')]
     assert len(lines) == 4
     for seed in (0, 1):
         split = osp.join(root, 'annotations', f'train_1shot_seed{seed}.json')
@@ -236,15 +266,17 @@ def test_print_mode_coco_splits_and_commands(tmp_path):
             iters = max(3, math.ceil(12 * num / 16))
             assert cfg.train_cfg.max_iters == iters
             assert cfg.param_scheduler[1]['milestones'] == [
-                round(8 * iters / 12), round(11 * iters / 12)]
+                round(8 * iters / 12),
+                round(11 * iters / 12)
+            ]
             assert cfg.train_dataloader.dataset.ann_file == \
                 f'annotations/train_1shot_seed{seed}.json'
-            assert any(f'dist_train.sh {name}' in line or
-                       f'configs/{name}.py 2 --work-dir' in line
+            assert any(f'dist_train.sh {name}' in line
+                       or f'configs/{name}.py 2 --work-dir' in line
                        for line in lines)
     assert osp.isfile(train)
-    assert not (tmp_path / 'sweep' / 'dap_1shot_seed0' / 'result.json'
-                ).exists()
+    assert not (tmp_path / 'sweep' / 'dap_1shot_seed0' /
+                'result.json').exists()
 
 
 def test_template_is_refused_by_the_runner(tmp_path):
@@ -258,9 +290,8 @@ def test_template_is_refused_by_the_runner(tmp_path):
 
 def test_report_hand_computed(tmp_path):
     """Full-data rows, an unpaired seed and a missing AP, by hand."""
-    from projects.dap.dap.fewshot.report import (group_results,
-                                                 results_table, verdict,
-                                                 write_report)
+    from projects.dap.dap.fewshot.report import (group_results, results_table,
+                                                 verdict, write_report)
     from projects.dap.dap.fewshot.stats import compare
     nan = float('nan')
     runs = [
@@ -293,8 +324,15 @@ def test_report_hand_computed(tmp_path):
     assert ('| full trainval | 1 | 66.0 ± 0.0 | 70.0 ± 0.0 | +4.0 ✓ | '
             '+4.0 ± 0.0 (1/1) | n/a | n/a | n/a |') in table
     assert 'on 0 of 1 low-data settings; not on: 5shot' in verdict(grouped)
-    paths = write_report(grouped, runs, str(tmp_path), 'T', 'd', 'AP50 (%)',
-                         'full trainval', missing=['dap_10shot_seed0'])
+    paths = write_report(
+        grouped,
+        runs,
+        str(tmp_path),
+        'T',
+        'd',
+        'AP50 (%)',
+        'full trainval',
+        missing=['dap_10shot_seed0'])
     text = open(paths['markdown']).read()
     assert table in text and 'dap_10shot_seed0' in text
     from PIL import Image

@@ -3,7 +3,7 @@
 ::
 
     python tools/fewshot_sweep.py {voc07,coco} \\
-        --dap-checkpoint work_dirs/dap_faster-rcnn_r50_fpn_1e_in1k/iter_20019.pth \\
+        --dap-checkpoint work_dirs/dap_r50_in1k/iter_20019.pth \\
         --cls-checkpoint work_dirs/classifier/in1k_r50.pth \\
         [--pretrain in1k] [--shots 5 10 20 50 100] [--seeds 0 1 2] [--full] \\
         [--work-dir work_dirs/fewshot_voc07_in1k] [--cfg-options k=v ...] \\
@@ -36,7 +36,9 @@ from projects.dap.dap.fewshot.sweep import SweepError, SweepSpec, run_sweep
 FULL_SCHEDULE = dict(voc07='14e_voc07', coco='1x_coco')
 
 
-def default_config(init: str, pretrain: str, dataset: str,
+def default_config(init: str,
+                   pretrain: str,
+                   dataset: str,
                    full: bool = False) -> str:
     kind = FULL_SCHEDULE[dataset] if full else f'fewshot_{dataset}'
     return osp.join(REPO, 'configs', 'finetune',
@@ -47,55 +49,83 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Run and report the k-shot x seeds x {DAP, CLS} study')
     parser.add_argument('dataset', choices=sorted(FULL_SCHEDULE))
-    parser.add_argument('--pretrain', default='in1k',
-                        choices=['in1k', 'in22k'],
-                        help='picks the default configs')
-    parser.add_argument('--dap-checkpoint',
-                        help='the step-3 DAP detector (load_from); default: '
-                        "the DAP config's load_from")
-    parser.add_argument('--cls-checkpoint',
-                        help='the classifier the CLS baseline starts from; '
-                        "default: the CLS config's backbone checkpoint")
-    parser.add_argument('--dap-config', help='default: configs/finetune/'
-                        'faster-rcnn_r50_fpn_dap-{pretrain}_fewshot_'
-                        '{dataset}.py')
+    parser.add_argument(
+        '--pretrain',
+        default='in1k',
+        choices=['in1k', 'in22k'],
+        help='picks the default configs')
+    parser.add_argument(
+        '--dap-checkpoint',
+        help='the step-3 DAP detector (load_from); default: '
+        "the DAP config's load_from")
+    parser.add_argument(
+        '--cls-checkpoint',
+        help='the classifier the CLS baseline starts from; '
+        "default: the CLS config's backbone checkpoint")
+    parser.add_argument(
+        '--dap-config',
+        help='default: configs/finetune/'
+        'faster-rcnn_r50_fpn_dap-{pretrain}_fewshot_'
+        '{dataset}.py')
     parser.add_argument('--cls-config', help='default: the CLS counterpart')
-    parser.add_argument('--full', action='store_true',
-                        help='also fine-tune on the full data (per seed)')
-    parser.add_argument('--dap-full-config',
-                        help='default: ..._dap-{pretrain}_{14e_voc07,1x_coco}'
-                        '.py')
+    parser.add_argument(
+        '--full',
+        action='store_true',
+        help='also fine-tune on the full data (per seed)')
+    parser.add_argument(
+        '--dap-full-config',
+        help='default: ..._dap-{pretrain}_{14e_voc07,1x_coco}'
+        '.py')
     parser.add_argument('--cls-full-config')
-    parser.add_argument('--shots', type=int, nargs='+',
-                        default=list(DEFAULT_SHOTS))
-    parser.add_argument('--seeds', type=int, nargs='+',
-                        default=list(DEFAULT_SEEDS),
-                        help='a seed draws the split and the training '
-                        'randomness')
-    parser.add_argument('--inits', nargs='+', default=['dap', 'cls'],
-                        choices=['dap', 'cls'])
-    parser.add_argument('--work-dir',
-                        help='default work_dirs/fewshot_{dataset}_{pretrain}')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        default={},
-                        help='overrides for every run, e.g. data roots')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='train',
-                        help='train: python tools/train.py per run; dist: '
-                        'tools/dist_train.sh on --gpus GPUs; slurm: '
-                        'tools/slurm_train.sh on --partition')
-    parser.add_argument('--jobs', type=int, default=1,
-                        help='runs at a time (train / slurm launchers)')
+    parser.add_argument(
+        '--shots', type=int, nargs='+', default=list(DEFAULT_SHOTS))
+    parser.add_argument(
+        '--seeds',
+        type=int,
+        nargs='+',
+        default=list(DEFAULT_SEEDS),
+        help='a seed draws the split and the training '
+        'randomness')
+    parser.add_argument(
+        '--inits', nargs='+', default=['dap', 'cls'], choices=['dap', 'cls'])
+    parser.add_argument(
+        '--work-dir', help='default work_dirs/fewshot_{dataset}_{pretrain}')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='overrides for every run, e.g. data roots')
+    parser.add_argument(
+        '--launcher',
+        choices=LAUNCHERS,
+        default='train',
+        help='train: python tools/train.py per run; dist: '
+        'tools/dist_train.sh on --gpus GPUs; slurm: '
+        'tools/slurm_train.sh on --partition')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=1,
+        help='runs at a time (train / slurm launchers)')
     parser.add_argument('--gpus', type=int, default=8)
     parser.add_argument('--partition')
-    parser.add_argument('--print', dest='dry_run', action='store_true',
-                        help='print the unfinished runs\' commands instead '
-                        'of running them')
-    parser.add_argument('--restart-changed', action='store_true',
-                        help='start again the runs whose work dir holds '
-                        'another config (default: refuse)')
-    parser.add_argument('--no-checkpoints', action='store_true',
-                        help='delete a run\'s checkpoints once its metrics '
-                        'are recorded')
+    parser.add_argument(
+        '--print',
+        dest='dry_run',
+        action='store_true',
+        help='print the unfinished runs\' commands instead '
+        'of running them')
+    parser.add_argument(
+        '--restart-changed',
+        action='store_true',
+        help='start again the runs whose work dir holds '
+        'another config (default: refuse)')
+    parser.add_argument(
+        '--no-checkpoints',
+        action='store_true',
+        help='delete a run\'s checkpoints once its metrics '
+        'are recorded')
     args = parser.parse_args(argv)
     if args.work_dir is None:
         args.work_dir = osp.join('work_dirs',
@@ -115,38 +145,52 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
             key = 'load_from' if name == 'dap' else \
                 'model.backbone.init_cfg.checkpoint'
             options[key] = osp.abspath(checkpoint)
-        inits.append(InitSpec(
-            name=name,
-            fewshot_config=getattr(args, f'{name}_config') or default_config(
-                name, args.pretrain, args.dataset),
-            full_config=getattr(args, f'{name}_full_config') or
-            default_config(name, args.pretrain, args.dataset, full=True),
-            options=options))
+        inits.append(
+            InitSpec(
+                name=name,
+                fewshot_config=getattr(args, f'{name}_config')
+                or default_config(name, args.pretrain, args.dataset),
+                full_config=getattr(args, f'{name}_full_config')
+                or default_config(
+                    name, args.pretrain, args.dataset, full=True),
+                options=options))
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (REPO, env.get('PYTHONPATH')) if p)
     if args.launcher == 'train' and 'OMP_NUM_THREADS' not in env:
-        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) //
-                                         max(1, args.jobs)))
+        env['OMP_NUM_THREADS'] = str(
+            max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
+    # what the paper plots: VOC07 AP50, COCO AP
+    plot_metric = 'AP50' if args.dataset == 'voc07' else 'AP'
     metric = 'VOC2007 test AP50' if args.dataset == 'voc07' else \
-        'COCO val2017 AP50'
+        'COCO val2017 AP'
     description = (
         f'{args.dataset} k = {args.shots}, seeds {args.seeds}, '
-        f'{args.pretrain} pre-training; ' + '; '.join(
-            f'{i.name.upper()}: `{osp.relpath(i.fewshot_config)}`'
-            + (f' ({list(i.options.values())[0]})' if i.options else '')
-            for i in inits) + '. Made by `tools/fewshot_sweep.py`.')
+        f'{args.pretrain} pre-training; ' +
+        '; '.join(f'{i.name.upper()}: `{osp.relpath(i.fewshot_config)}`' +
+                  (f' ({list(i.options.values())[0]})' if i.options else '')
+                  for i in inits) + '. Made by `tools/fewshot_sweep.py`.')
     return SweepSpec(
-        work_dir=args.work_dir, inits=inits, shots=args.shots,
-        seeds=args.seeds, full=args.full, options=dict(args.cfg_options),
-        launcher=args.launcher, gpus=args.gpus, partition=args.partition,
-        jobs=args.jobs, env=env, dry_run=args.dry_run,
+        work_dir=args.work_dir,
+        inits=inits,
+        shots=args.shots,
+        seeds=args.seeds,
+        full=args.full,
+        options=dict(args.cfg_options),
+        launcher=args.launcher,
+        gpus=args.gpus,
+        partition=args.partition,
+        jobs=args.jobs,
+        env=env,
+        dry_run=args.dry_run,
         on_change='restart' if args.restart_changed else 'error',
         keep_checkpoints=not args.no_checkpoints,
         title=f'Low-data transfer on {args.dataset}: DAP vs CLS',
-        description=description, ylabel=f'{metric} (%)',
-        full_label='full trainval' if args.dataset == 'voc07' else
-        'full train2017')
+        description=description,
+        ylabel=f'{metric} (%)',
+        plot_metric=plot_metric,
+        full_label='full trainval'
+        if args.dataset == 'voc07' else 'full train2017')
 
 
 def main(argv=None) -> int:
@@ -159,8 +203,10 @@ def main(argv=None) -> int:
     if args.dry_run and outcome.commands:
         print('\n'.join(outcome.commands))
     if outcome.failed:
-        print(f'error: {len(outcome.failed)} runs failed; first:\n'
-              f'{outcome.failed[0]}', file=sys.stderr)
+        print(
+            f'error: {len(outcome.failed)} runs failed; first:\n'
+            f'{outcome.failed[0]}',
+            file=sys.stderr)
         return 1
     return 0
 

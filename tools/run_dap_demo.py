@@ -9,8 +9,7 @@ Stages (each runs the project's real tools as subprocesses, logs under
 ``{work_dir}/logs``):
 
 0. data    generate mini-ImageNet and mini-VOC from a seed
-           (``projects.dap.dap.demo``) and the k-shot splits
-           (``tools/dataset_converters/make_fewshot_splits.py``);
+           (``projects.dap.dap.demo``);
 1. step1   train the classifier (``tools/train.py``, mmpretrain config);
 2. step2   CAM pseudo boxes (``tools/generate_pseudo_boxes.py``), scored
            against the hidden true boxes
@@ -19,9 +18,12 @@ Stages (each runs the project's real tools as subprocesses, logs under
 3. step3   DAP pre-training of Faster R-CNN on the pseudo boxes
            (``tools/train.py``);
 4. step4   fine-tune DAP and CLS initialisations on mini-VOC, full and
-           k-shot, several seeds (``tools/train.py``, evaluated on mini-VOC
-           test at the end of each run),
-           two runs at a time;
+           k-shot, several seeds, two runs at a time: the low-data study's
+           engine (``projects/dap/dap/fewshot``, as
+           ``tools/fewshot_sweep.py``) makes the k-shot splits, writes each
+           run's config with its schedule and runs ``tools/train.py``
+           (evaluated on mini-VOC test at the end of each run); its logs
+           and report are under ``{work_dir}/step4_finetune``;
 5. report  ``{work_dir}/report.md``, ``ap_vs_shots.png``,
            ``cam_examples.png``.
 
@@ -30,7 +32,7 @@ the hash of everything that decides its result (resolved configs, options,
 the upstream stages' hashes); a rerun skips it, and reruns it and what
 depends on it when that hash changes.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 import argparse
 import glob
 import hashlib
@@ -77,8 +79,6 @@ PRESETS = dict(
         fewshot_min_iters=6,
         shots=(5, ),
         seeds=2))
-
-DOWNSTREAM = ('triangle', 'star', 'ring', 'arrow', 'semicircle')
 
 
 # ------------------------------------------------------------- printing

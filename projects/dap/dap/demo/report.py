@@ -13,6 +13,7 @@ import numpy as np
 from ..fewshot.report import results_table, verdict
 from ..fewshot.stats import Results
 
+
 def load_coco_boxes(path: str) -> Dict[str, np.ndarray]:
     """file_name -> (n, 4) xyxy boxes of a COCO json."""
     with open(path) as f:

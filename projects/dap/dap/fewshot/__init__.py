@@ -16,7 +16,7 @@ from .stats import compare, mean_sd
 
 __all__ = [
     'FewShotSchedule', 'apply_schedule', 'check_resolved', 'compute_schedule',
-    'count_split_images', 'resolve_fewshot', 'DEFAULT_SEEDS',
-    'DEFAULT_SHOTS', 'VOC_CLASSES', 'make_missing_splits', 'make_splits',
-    'select_fewshot', 'split_file', 'compare', 'mean_sd'
+    'count_split_images', 'resolve_fewshot', 'DEFAULT_SEEDS', 'DEFAULT_SHOTS',
+    'VOC_CLASSES', 'make_missing_splits', 'make_splits', 'select_fewshot',
+    'split_file', 'compare', 'mean_sd'
 ]

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .runs import Run, Status
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__))))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))))
 LAUNCHERS = ('train', 'dist', 'slurm')
 
 
@@ -29,8 +29,11 @@ def _tool(name: str) -> str:
     return osp.join(REPO, 'tools', name)
 
 
-def command(run: Run, status: Status, launcher: str = 'train',
-            gpus: int = 8, partition: Optional[str] = None) -> List[str]:
+def command(run: Run,
+            status: Status,
+            launcher: str = 'train',
+            gpus: int = 8,
+            partition: Optional[str] = None) -> List[str]:
     """The command that trains (or resumes, or evaluates) ``run``."""
     if launcher not in LAUNCHERS:
         raise ValueError(f'launcher must be one of {LAUNCHERS}')
@@ -38,25 +41,39 @@ def command(run: Run, status: Status, launcher: str = 'train',
     if status.state == 'evaluate':
         ckpt = status.checkpoint
         if launcher == 'train':
-            return [sys.executable, _tool('test.py'), cfg, ckpt,
-                    '--work-dir', work]
+            return [
+                sys.executable,
+                _tool('test.py'), cfg, ckpt, '--work-dir', work
+            ]
         if launcher == 'dist':
-            return ['bash', _tool('dist_test.sh'), cfg, ckpt, str(gpus),
-                    '--work-dir', work]
-        return ['srun', '-p', _partition(partition),
-                f'--job-name={run.name}', '--ntasks=1', '--gres=gpu:1',
-                'python', '-u', _tool('test.py'), cfg, ckpt, '--work-dir',
-                work, '--launcher', 'slurm']
+            return [
+                'bash',
+                _tool('dist_test.sh'), cfg, ckpt,
+                str(gpus), '--work-dir', work
+            ]
+        return [
+            'srun', '-p',
+            _partition(partition), f'--job-name={run.name}', '--ntasks=1',
+            '--gres=gpu:1', 'python', '-u',
+            _tool('test.py'), cfg, ckpt, '--work-dir', work, '--launcher',
+            'slurm'
+        ]
     extra = ['--resume', status.checkpoint] if status.state == 'resume' \
         else []
     if launcher == 'train':
-        return [sys.executable, _tool('train.py'), cfg, '--work-dir',
-                work] + extra
+        return [sys.executable,
+                _tool('train.py'), cfg, '--work-dir', work] + extra
     if launcher == 'dist':
-        return ['bash', _tool('dist_train.sh'), cfg, str(gpus),
-                '--work-dir', work] + extra
-    return ['bash', _tool('slurm_train.sh'), _partition(partition), run.name,
-            cfg, work] + extra
+        return [
+            'bash',
+            _tool('dist_train.sh'), cfg,
+            str(gpus), '--work-dir', work
+        ] + extra
+    return [
+        'bash',
+        _tool('slurm_train.sh'),
+        _partition(partition), run.name, cfg, work
+    ] + extra
 
 
 def _partition(partition: Optional[str]) -> str:
@@ -68,11 +85,13 @@ def _partition(partition: Optional[str]) -> str:
 def shell_line(cmd: Sequence[str]) -> str:
     """The command as one shell line, paths relative to the current
     directory where that is shorter."""
+
     def short(arg: str) -> str:
         if osp.isabs(arg):
             rel = osp.relpath(arg)
             return rel if not rel.startswith('..') else arg
         return arg
+
     args = list(cmd)
     if args and args[0] == sys.executable:
         args[0] = 'python'
@@ -82,7 +101,9 @@ def shell_line(cmd: Sequence[str]) -> str:
 Job = Tuple[Run, Status, List[str]]
 
 
-def run_jobs(jobs: Sequence[Job], workers: int, log_dir: str,
+def run_jobs(jobs: Sequence[Job],
+             workers: int,
+             log_dir: str,
              env: Optional[Dict[str, str]] = None,
              on_done: Optional[Callable[[Job, Optional[str], float],
                                         None]] = None) -> None:
@@ -99,8 +120,8 @@ def run_jobs(jobs: Sequence[Job], workers: int, log_dir: str,
         with open(log_file, 'a') as log:
             log.write(f'\n$ {shell_line(cmd)}\n')
             log.flush()
-            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env)
+            code = subprocess.call(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if code == 0:
             return None, time.time() - start
         with open(log_file) as f:

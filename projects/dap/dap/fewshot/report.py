@@ -3,7 +3,7 @@
 Everything here reads the per-run results the sweep collected from the
 runs' own metric logs; nothing is trained.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 import csv
 import json
 import math
@@ -73,7 +73,9 @@ def verdict(results: Results, metric: str = 'AP50') -> str:
             f'{len(wins)} of {len(low)} low-data settings; not on: {lost}.')
 
 
-def plot_ap_vs_shots(results: Results, out_file: str, metric: str = 'AP50',
+def plot_ap_vs_shots(results: Results,
+                     out_file: str,
+                     metric: str = 'AP50',
                      ylabel: Optional[str] = None,
                      full_label: str = 'full data') -> None:
     """AP vs shots (log x), mean ± sd over seeds as error bars and a band;
@@ -93,12 +95,22 @@ def plot_ap_vs_shots(results: Results, out_file: str, metric: str = 'AP50',
             x = [int(r['setting'].replace('shot', '')) for r in shots]
             m = np.array([r[init][0] for r in shots])
             s = np.array([r[init][1] for r in shots])
-            ax.errorbar(x, m, yerr=s, marker='o', capsize=3,
-                        color=colours[init], label=names[init])
+            ax.errorbar(
+                x,
+                m,
+                yerr=s,
+                marker='o',
+                capsize=3,
+                color=colours[init],
+                label=names[init])
             ax.fill_between(x, m - s, m + s, color=colours[init], alpha=0.15)
         for r in full:
-            ax.axhline(r[init][0], color=colours[init], ls='--', lw=1,
-                       label=f'{names[init]}, {full_label}')
+            ax.axhline(
+                r[init][0],
+                color=colours[init],
+                ls='--',
+                lw=1,
+                label=f'{names[init]}, {full_label}')
     if shots:
         ax.set_xscale('log')
         ticks = [int(r['setting'].replace('shot', '')) for r in shots]
@@ -119,8 +131,8 @@ def write_csv(runs: Sequence[dict], out_file: str) -> None:
     """One row per run (``CSV_FIELDS``)."""
     import io
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction='ignore',
-                            lineterminator='\n')
+    writer = csv.DictWriter(
+        buf, fieldnames=CSV_FIELDS, extrasaction='ignore', lineterminator='\n')
     writer.writeheader()
     for run in runs:
         writer.writerow({k: run.get(k, '') for k in CSV_FIELDS})
@@ -129,50 +141,73 @@ def write_csv(runs: Sequence[dict], out_file: str) -> None:
 
 def summary(results: Results, runs: Sequence[dict]) -> dict:
     """The JSON summary: per-setting statistics and every run."""
-    return dict(ap50=compare(results, 'AP50'), ap=compare(results, 'AP'),
-                runs=list(runs))
+    return dict(
+        ap50=compare(results, 'AP50'),
+        ap=compare(results, 'AP'),
+        runs=list(runs))
 
 
-def render(results: Results, title: str, description: str,
-           full_label: str = 'full data', plot: str = 'ap_vs_shots.png',
+def render(results: Results,
+           title: str,
+           description: str,
+           full_label: str = 'full data',
+           plot: str = 'ap_vs_shots.png',
            missing: Sequence[str] = ()) -> str:
     """The markdown report of a study."""
     lines = [
-        f'# {title}', '', description, '',
+        f'# {title}',
+        '',
+        description,
+        '',
         'AP50 and AP (mean over IoU 0.5:0.95) in %, mean ± sample sd over '
         'seeds (a seed draws the k-shot split and the training randomness; '
         'both inits are fine-tuned on the same split). ✓: the gap of the '
         'means exceeds sd(DAP) + sd(CLS). Paired Δ: mean ± sd over seeds of '
-        'DAP - CLS on the same split, and the seeds DAP wins.', '',
-        results_table(results, full_label), '',
-        f'**Verdict:** {verdict(results)}', '',
+        'DAP - CLS on the same split, and the seeds DAP wins.',
+        '',
+        results_table(results, full_label),
+        '',
+        f'**Verdict:** {verdict(results)}',
+        '',
     ]
     if missing:
-        lines += [f'Not finished yet ({len(missing)} runs, left out above): '
-                  + ', '.join(missing), '']
+        lines += [
+            f'Not finished yet ({len(missing)} runs, left out above): ' +
+            ', '.join(missing), ''
+        ]
     if plot:
         lines += [f'![AP vs shots]({plot})', '']
     return '\n'.join(lines)
 
 
-def write_report(results: Results, runs: Sequence[dict], out_dir: str,
-                 title: str, description: str, ylabel: str,
+def write_report(results: Results,
+                 runs: Sequence[dict],
+                 out_dir: str,
+                 title: str,
+                 description: str,
+                 ylabel: str,
                  full_label: str = 'full data',
-                 missing: Sequence[str] = ()) -> Dict[str, str]:
+                 missing: Sequence[str] = (),
+                 plot_metric: str = 'AP50') -> Dict[str, str]:
     """``report.md``, ``results.csv``, ``results.json`` and
     ``ap_vs_shots.png`` in ``out_dir``; returns their paths."""
-    paths = dict(markdown=osp.join(out_dir, 'report.md'),
-                 csv=osp.join(out_dir, 'results.csv'),
-                 json=osp.join(out_dir, 'results.json'),
-                 plot=osp.join(out_dir, 'ap_vs_shots.png'))
-    plot_ap_vs_shots(results, paths['plot'], 'AP50', ylabel, full_label)
+    paths = dict(
+        markdown=osp.join(out_dir, 'report.md'),
+        csv=osp.join(out_dir, 'results.csv'),
+        json=osp.join(out_dir, 'results.json'),
+        plot=osp.join(out_dir, 'ap_vs_shots.png'))
+    plot_ap_vs_shots(results, paths['plot'], plot_metric, ylabel, full_label)
     write_csv(runs, paths['csv'])
-    write_atomic(paths['json'], json.dumps(
-        dict(summary(results, runs), missing=list(missing)), indent=1,
-        default=str))
-    write_atomic(paths['markdown'], render(
-        results, title, description, full_label,
-        osp.basename(paths['plot']), missing))
+    write_atomic(
+        paths['json'],
+        json.dumps(
+            dict(summary(results, runs), missing=list(missing)),
+            indent=1,
+            default=str))
+    write_atomic(
+        paths['markdown'],
+        render(results, title, description, full_label,
+               osp.basename(paths['plot']), missing))
     return paths
 
 
@@ -184,6 +219,7 @@ def group_results(runs: Sequence[dict]) -> Results:
     return grouped
 
 
-__all__ = ['results_table', 'verdict', 'plot_ap_vs_shots', 'write_csv',
-           'summary', 'render', 'write_report', 'group_results',
-           'setting_label', 'CSV_FIELDS']
+__all__ = [
+    'results_table', 'verdict', 'plot_ap_vs_shots', 'write_csv', 'summary',
+    'render', 'write_report', 'group_results', 'setting_label', 'CSV_FIELDS'
+]

@@ -116,9 +116,11 @@ def config_digest(cfg: Config) -> str:
     """Identity of a run: its config and the content of the weights it
     starts from (a re-made checkpoint at the same path is another run)."""
     payload = json.dumps(
-        dict(cfg=cfg.to_dict(),
-             weights=[file_digest(p) for p in input_weights(cfg)]),
-        sort_keys=True, default=str)
+        dict(
+            cfg=cfg.to_dict(),
+            weights=[file_digest(p) for p in input_weights(cfg)]),
+        sort_keys=True,
+        default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -168,6 +170,11 @@ def plan_run(cache: ConfigCache, init: InitSpec, setting: str, seed: int,
     merged.update(init.options)
     merged['randomness.seed'] = int(seed)
     if setting == 'full':
+        # fewshot.* options are for the templates (min_iters, ...)
+        merged = {
+            k: v
+            for k, v in merged.items() if not k.startswith('fewshot.')
+        }
         if not init.full_config:
             raise ValueError(f'no full-data config for init {init.name}')
         cfg = cache.load(init.full_config, merged)
@@ -187,36 +194,55 @@ def plan_run(cache: ConfigCache, init: InitSpec, setting: str, seed: int,
     if cfg.get('default_hooks', {}).get('logger') is not None:
         # final metrics are logged with step = epoch or iteration
         cfg.default_hooks.logger.log_metric_by_epoch = by_epoch
-    return Run(init=init.name, setting=setting, seed=int(seed), shot=shot,
-               cfg=cfg,
-               config_file=osp.join(sweep_dir, 'configs', f'{name}.py'),
-               work_dir=work_dir, digest=config_digest(cfg),
-               schedule=schedule, by_epoch=by_epoch, final_step=final_step,
-               metric_keys=metric_keys(cfg))
+    return Run(
+        init=init.name,
+        setting=setting,
+        seed=int(seed),
+        shot=shot,
+        cfg=cfg,
+        config_file=osp.join(sweep_dir, 'configs', f'{name}.py'),
+        work_dir=work_dir,
+        digest=config_digest(cfg),
+        schedule=schedule,
+        by_epoch=by_epoch,
+        final_step=final_step,
+        metric_keys=metric_keys(cfg))
 
 
-def plan_runs(inits: Sequence[InitSpec], shots: Sequence[int],
-              seeds: Sequence[int], full: bool, sweep_dir: str,
+def plan_runs(inits: Sequence[InitSpec],
+              shots: Sequence[int],
+              seeds: Sequence[int],
+              full: bool,
+              sweep_dir: str,
               options: Optional[Dict[str, object]] = None,
               cache: Optional[ConfigCache] = None) -> List[Run]:
     """Every (init, setting, seed), settings in order, inits interleaved
     (DAP and CLS of a seed run next to each other)."""
     cache = cache or ConfigCache()
     settings = [f'{int(k)}shot' for k in shots] + (['full'] if full else [])
-    return [plan_run(cache, init, setting, seed, sweep_dir, options or {})
-            for setting in settings for seed in seeds for init in inits]
+    return [
+        plan_run(cache, init, setting, seed, sweep_dir, options or {})
+        for setting in settings for seed in seeds for init in inits
+    ]
 
 
 def missing_inputs(run: Run) -> List[str]:
     """The weights a new run would load but which do not exist."""
-    return [f'{run.init}: {path} (the weights its config starts from) not '
-            'found' for path in input_weights(run.cfg)
-            if not osp.isfile(path)]
+    return [
+        f'{run.init}: {path} (the weights its config starts from) not '
+        'found' for path in input_weights(run.cfg) if not osp.isfile(path)
+    ]
 
 
 def write_run_config(run: Run) -> None:
-    """The run's config file (rewritten only when its text changes)."""
-    text = run.cfg.pretty_text
+    """The run's config file (rewritten only when its text changes).
+
+    Not passed through yapf (a second per config on a busy CPU; the text
+    loads back to the same config), the Runner dumps a formatted copy.
+    """
+    text = Config(
+        run.cfg.to_dict(), filename=run.cfg.filename,
+        format_python_code=False).pretty_text
     try:
         with open(run.config_file) as f:
             if f.read() == text:
@@ -227,9 +253,12 @@ def write_run_config(run: Run) -> None:
 
 
 def write_marker(run: Run) -> None:
-    write_atomic(osp.join(run.work_dir, MARKER), json.dumps(
-        dict(name=run.name, digest=run.digest,
-             config_file=run.config_file), indent=1))
+    write_atomic(
+        osp.join(run.work_dir, MARKER),
+        json.dumps(
+            dict(
+                name=run.name, digest=run.digest, config_file=run.config_file),
+            indent=1))
 
 
 def _read_json(path: str) -> Optional[dict]:
@@ -299,12 +328,17 @@ def make_result(run: Run, metrics: dict) -> dict:
     ap = 100 * float(metrics[ap_key]) if ap_key and ap_key in metrics \
         else math.nan
     return dict(
-        init=run.init, setting=run.setting, shot=run.shot, seed=run.seed,
-        AP50=100 * float(metrics[ap50_key]), AP=ap,
+        init=run.init,
+        setting=run.setting,
+        shot=run.shot,
+        seed=run.seed,
+        AP50=100 * float(metrics[ap50_key]),
+        AP=ap,
         max_iters=run.schedule.max_iters if run.schedule else None,
         num_images=run.schedule.num_images if run.schedule else None,
         max_epochs=run.final_step if run.by_epoch else None,
-        work_dir=run.work_dir, digest=run.digest)
+        work_dir=run.work_dir,
+        digest=run.digest)
 
 
 def record_result(run: Run, metrics: dict) -> dict:

@@ -1,13 +1,14 @@
 """The k-shot fine-tuning schedule of one split, written into its config.
 
-A few-shot config (``configs/finetune/*_fewshot_*.py``) is a template: the
-full-data config plus a ``fewshot`` block (``min_iters``,
-``checkpoint_interval``, ``max_keep_ckpts``).  For a split (k, seed) :func:`resolve_fewshot`
-returns a *new* config that trains on the split with a schedule scaled to
-the split's size; ``tools/fewshot_sweep.py`` writes that config to a file
-and trains it, so the config mmengine dumps into the work dir is the
-schedule that ran.  Nothing rewrites a config at run time: the runner
-refuses a template that was not resolved (:func:`check_resolved`).
+A few-shot config (``configs/finetune/*_fewshot_*.py``) is a template:
+the full-data config plus a ``fewshot`` block (``min_iters``,
+``checkpoint_interval``, ``max_keep_ckpts``).  For a split (k, seed)
+:func:`resolve_fewshot` returns a *new* config that trains on the split
+with a schedule scaled to the split's size; ``tools/fewshot_sweep.py``
+writes that config to a file and trains it, so the config mmengine dumps
+into the work dir is the schedule that ran.  Nothing rewrites a config at
+run time: the runner refuses a template that was not resolved
+(:func:`check_resolved`).
 
 The rule: the template's epoch schedule (E epochs, LR steps at epochs m_i,
 reference batch B = ``auto_scale_lr.base_batch_size``) becomes
@@ -31,8 +32,7 @@ from mmengine.config import Config
 from .splits import split_file
 
 #: keys of a resolved ``fewshot`` block besides the template's
-RESOLVED_KEYS = ('shot', 'seed', 'source', 'split', 'num_images',
-                 'max_iters')
+RESOLVED_KEYS = ('shot', 'seed', 'source', 'split', 'num_images', 'max_iters')
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,23 @@ def compute_schedule(cfg, shot: int, seed: int) -> FewShotSchedule:
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
-    milestones = [_scale(s['milestones'], epochs, iters) for s in schedulers
-                  if s.get('by_epoch', True) and 'milestones' in s]
+    milestones = [
+        _scale(s['milestones'], epochs, iters) for s in schedulers
+        if s.get('by_epoch', True) and 'milestones' in s
+    ]
     interval = int(few.get('checkpoint_interval') or iters)
     return FewShotSchedule(
-        shot=int(shot), seed=int(seed), source=source, split=split,
-        path=path, num_images=num_images, epochs=epochs, batch=batch,
-        min_iters=min_iters, max_iters=iters, milestones=milestones,
+        shot=int(shot),
+        seed=int(seed),
+        source=source,
+        split=split,
+        path=path,
+        num_images=num_images,
+        epochs=epochs,
+        batch=batch,
+        min_iters=min_iters,
+        max_iters=iters,
+        milestones=milestones,
         checkpoint_interval=min(interval, iters))
 
 
@@ -190,8 +200,7 @@ def apply_schedule(cfg, schedule: FewShotSchedule) -> Config:
     log_processor = cfg.get('log_processor') or dict(type='LogProcessor')
     log_processor['by_epoch'] = False
     cfg.log_processor = log_processor
-    cfg.fewshot.update(
-        {k: getattr(schedule, k) for k in RESOLVED_KEYS})
+    cfg.fewshot.update({k: getattr(schedule, k) for k in RESOLVED_KEYS})
     return cfg
 
 

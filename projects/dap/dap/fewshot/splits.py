@@ -45,10 +45,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
-               'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
-               'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
-               'train', 'tvmonitor')
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
+               'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
+               'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
+               'tvmonitor')
 DEFAULT_SHOTS = (5, 10, 20, 50, 100)
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -145,9 +145,11 @@ def select_fewshot(image_classes: Dict[Hashable, Sequence[int]],
 
 def describe(result: dict, class_names: Sequence[str], shot: int) -> str:
     """A human-readable report of one split."""
-    lines = [f'{len(result["images"])} images; '
-             f'{num_classes_exact(result, shot)}/{len(class_names)} classes '
-             f'have exactly {shot} images']
+    lines = [
+        f'{len(result["images"])} images; '
+        f'{num_classes_exact(result, shot)}/{len(class_names)} classes '
+        f'have exactly {shot} images'
+    ]
     for c in result['under']:
         lines.append(f'  under k: {class_names[c]}: {result["counts"][c]} '
                      f'(only {result["available"][c]} images contain it)')
@@ -179,9 +181,9 @@ def write_atomic(path: str, text: str) -> None:
 # ----------------------------------------------------------------- VOC
 
 
-def read_voc(voc_root: str, split: str = 'trainval',
-             classes: Sequence[str] = VOC_CLASSES
-             ) -> Dict[str, List[int]]:
+def read_voc(voc_root: str,
+             split: str = 'trainval',
+             classes: Sequence[str] = VOC_CLASSES) -> Dict[str, List[int]]:
     """Image id -> classes (non-difficult objects) of a VOC year folder."""
     list_file = osp.join(voc_root, 'ImageSets', 'Main', f'{split}.txt')
     if not osp.isfile(list_file):
@@ -260,6 +262,7 @@ def read_coco(ann_file: str) -> Tuple[dict, Dict[int, List[int]], list]:
         image_classes[ann['image_id']].append(cat_index[ann['category_id']])
     return data, image_classes, categories
 
+
 # ------------------------------------------------------------ the files
 
 
@@ -289,7 +292,8 @@ def voc_root_of(list_file: str) -> Tuple[str, str]:
             osp.splitext(osp.basename(list_file))[0])
 
 
-def make_splits(source: str, pairs: Sequence[Tuple[int, int]],
+def make_splits(source: str,
+                pairs: Sequence[Tuple[int, int]],
                 classes: Optional[Sequence[str]] = None) -> List[dict]:
     """Write the split files of ``pairs`` ((k, seed), ...) of ``source``.
 
@@ -322,8 +326,11 @@ def make_splits(source: str, pairs: Sequence[Tuple[int, int]],
         result = select_fewshot(image_classes, len(names), shot, seed)
         anns = [a for i in result['images'] for a in anns_by_image[i]]
         anns.sort(key=lambda a: _id_key(a.get('id', 0)))
-        out = {k: v for k, v in data.items()
-               if k not in ('images', 'annotations', 'categories')}
+        out = {
+            k: v
+            for k, v in data.items()
+            if k not in ('images', 'annotations', 'categories')
+        }
         out['images'] = [images_by_id[i] for i in result['images']]
         out['annotations'] = anns
         out['categories'] = data['categories']
@@ -333,10 +340,10 @@ def make_splits(source: str, pairs: Sequence[Tuple[int, int]],
     return reports
 
 
-def make_missing_splits(source: str, shots: Sequence[int],
+def make_missing_splits(source: str,
+                        shots: Sequence[int],
                         seeds: Sequence[int],
-                        classes: Optional[Sequence[str]] = None
-                        ) -> List[dict]:
+                        classes: Optional[Sequence[str]] = None) -> List[dict]:
     """:func:`make_splits` for the (k, seed) whose file does not exist."""
     missing = [(k, s) for k in shots for s in seeds
                if not osp.isfile(split_file(source, k, s))]
@@ -347,8 +354,10 @@ def _grid(shots: Sequence[int], seeds: Sequence[int]) -> List[Tuple[int, int]]:
     return [(k, s) for k in shots for s in seeds]
 
 
-def make_voc_splits(voc_root: str, shots: Sequence[int],
-                    seeds: Sequence[int], split: str = 'trainval',
+def make_voc_splits(voc_root: str,
+                    shots: Sequence[int],
+                    seeds: Sequence[int],
+                    split: str = 'trainval',
                     classes: Sequence[str] = VOC_CLASSES) -> List[dict]:
     """One ImageSets list per (k, seed) beside ``{split}.txt``."""
     source = osp.join(voc_root, 'ImageSets', 'Main', f'{split}.txt')
@@ -364,10 +373,19 @@ def make_coco_splits(ann_file: str, shots: Sequence[int],
 def _report(result: dict, names: Sequence[str], shot: int, seed: int,
             path: str) -> dict:
     return dict(
-        file=path, shot=shot, seed=seed, num_images=len(result['images']),
-        counts={names[c]: n for c, n in enumerate(result['counts'])},
-        under={names[c]: dict(count=result['counts'][c],
-                              available=result['available'][c])
-               for c in result['under']},
-        over={names[c]: result['counts'][c] for c in result['over']},
+        file=path,
+        shot=shot,
+        seed=seed,
+        num_images=len(result['images']),
+        counts={
+            names[c]: n
+            for c, n in enumerate(result['counts'])
+        },
+        under={
+            names[c]:
+            dict(count=result['counts'][c], available=result['available'][c])
+            for c in result['under']
+        },
+        over={names[c]: result['counts'][c]
+              for c in result['over']},
         text=describe(result, names, shot))

@@ -34,7 +34,8 @@ def setting_order(settings: Iterable[str]) -> List[str]:
     return sorted(set(settings), key=setting_key)
 
 
-def compare(results: Results, metric: str,
+def compare(results: Results,
+            metric: str,
             inits: Sequence[str] = ('dap', 'cls')) -> List[dict]:
     """Per setting: mean / sd over seeds of each init, the gap of the
     means, whether it exceeds the spread, and the paired difference.
@@ -50,8 +51,10 @@ def compare(results: Results, metric: str,
         row = dict(setting=setting)
         by_seed = {}
         for init in inits:
-            runs = [r for r in results.get((init, setting), [])
-                    if not math.isnan(float(r.get(metric, math.nan)))]
+            runs = [
+                r for r in results.get((init, setting), [])
+                if not math.isnan(float(r.get(metric, math.nan)))
+            ]
             row[init] = mean_sd(r[metric] for r in runs)
             row[f'{init}_n'] = len(runs)
             by_seed[init] = {r.get('seed'): float(r[metric]) for r in runs}

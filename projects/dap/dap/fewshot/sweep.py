@@ -19,8 +19,9 @@ from mmengine.logging import MMLogger
 from . import report as report_lib
 from .launch import command, run_jobs, shell_line
 from .runs import (ConfigCache, InitSpec, Run, Status, final_metrics,
-                   missing_inputs, plan_runs, record_result, remove_checkpoints, run_status,
-                   write_marker, write_run_config)
+                   missing_inputs, plan_runs, record_result,
+                   remove_checkpoints, run_status, write_marker,
+                   write_run_config)
 from .schedule import split_source
 from .splits import VOC_CLASSES, make_missing_splits
 
@@ -47,6 +48,8 @@ class SweepSpec:
     title: str = 'Low-data transfer: DAP vs CLS initialisation'
     description: str = ''
     ylabel: str = 'AP50 (%)'
+    #: the metric plotted against k (the paper: AP50 on VOC, AP on COCO)
+    plot_metric: str = 'AP50'
     full_label: str = 'full data'
     #: log to ``{work_dir}/sweep.log`` only (the caller shows progress)
     quiet: bool = False
@@ -86,31 +89,31 @@ def make_splits_for(spec: SweepSpec, cache: ConfigCache,
         if source.endswith('.txt'):
             classes = (dataset.get('metainfo') or {}).get('classes') or \
                 VOC_CLASSES
-        reports = make_missing_splits(source, spec.shots, spec.seeds,
-                                      classes)
+        reports = make_missing_splits(source, spec.shots, spec.seeds, classes)
         for rep in reports:
             logger.info(f'made split {rep["file"]} (k={rep["shot"]}, seed='
                         f'{rep["seed"]}): {rep["text"]}')
 
 
 def run_sweep(spec: SweepSpec,
-              progress: Optional[Callable[[int, int, str], None]] = None
-              ) -> SweepOutcome:
+              progress: Optional[Callable[[int, int, str],
+                                          None]] = None) -> SweepOutcome:
     """Plan, run what is not finished, report.  ``progress(done, total,
     note)`` is called as runs finish (and once at the start)."""
     work_dir = osp.abspath(spec.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     logger = MMLogger.get_instance(
         f'fewshot_sweep_{time.time_ns()}',
-        log_file=osp.join(work_dir, 'sweep.log'), file_mode='a')
+        log_file=osp.join(work_dir, 'sweep.log'),
+        file_mode='a')
     if spec.quiet:
         for handler in logger.handlers:
             if not isinstance(handler, logging.FileHandler):
                 handler.setLevel(logging.WARNING)
     cache = ConfigCache()
     make_splits_for(spec, cache, logger)
-    runs = plan_runs(spec.inits, spec.shots, spec.seeds, spec.full,
-                     work_dir, spec.options, cache)
+    runs = plan_runs(spec.inits, spec.shots, spec.seeds, spec.full, work_dir,
+                     spec.options, cache)
     statuses = {run.name: run_status(run) for run in runs}
 
     changed = [r for r in runs if statuses[r.name].state == 'changed']
@@ -134,8 +137,10 @@ def run_sweep(spec: SweepSpec,
             if not spec.keep_checkpoints:
                 remove_checkpoints(run)
     todo = [r for r in runs if r.name not in results]
-    counts = {state: sum(s.state == state for s in statuses.values())
-              for state in ('finished', 'resume', 'evaluate', 'new')}
+    counts = {
+        state: sum(s.state == state for s in statuses.values())
+        for state in ('finished', 'resume', 'evaluate', 'new')
+    }
     counts['changed'] = len(changed)
     logger.info(
         f'{len(runs)} runs in {work_dir}: {counts["finished"]} finished '
@@ -152,8 +157,9 @@ def run_sweep(spec: SweepSpec,
         if status.state in ('resume', 'evaluate'):
             logger.info(f'{run.name}: {status.state} from '
                         f'{status.checkpoint}')
-        jobs.append((run, status, command(run, status, spec.launcher,
-                                          spec.gpus, spec.partition)))
+        jobs.append((run, status,
+                     command(run, status, spec.launcher, spec.gpus,
+                             spec.partition)))
     commands = [shell_line(cmd) for _, _, cmd in jobs]
     failed: List[str] = []
     for run, _, _ in jobs:
@@ -162,8 +168,10 @@ def run_sweep(spec: SweepSpec,
     if spec.dry_run:
         logger.info(f'--print: {len(commands)} unfinished runs not started')
     elif jobs:
-        problems = [p for run, status, _ in jobs if status.state == 'new'
-                    for p in missing_inputs(run)]
+        problems = [
+            p for run, status, _ in jobs if status.state == 'new'
+            for p in missing_inputs(run)
+        ]
         if problems:
             raise SweepError('; '.join(sorted(set(problems))))
         total = len(runs)
@@ -200,9 +208,15 @@ def run_sweep(spec: SweepSpec,
     missing = [r.name for r in runs if r.name not in results]
     paths = report_lib.write_report(
         report_lib.group_results(ordered), ordered, work_dir, spec.title,
-        spec.description, spec.ylabel, spec.full_label, missing)
+        spec.description, spec.ylabel, spec.full_label, missing,
+        spec.plot_metric)
     logger.info(f'report: {paths["markdown"]} ({len(ordered)} of '
                 f'{len(runs)} runs)')
-    return SweepOutcome(runs=runs, results=ordered, missing=missing,
-                        failed=failed, report=paths, commands=commands,
-                        counts=counts)
+    return SweepOutcome(
+        runs=runs,
+        results=ordered,
+        missing=missing,
+        failed=failed,
+        report=paths,
+        commands=commands,
+        counts=counts)
