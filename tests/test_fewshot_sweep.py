@@ -19,19 +19,19 @@ import time
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from conftest import REPO, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'fewshot_sweep.py')
 DEMO = osp.join(REPO, 'configs', 'demo')
 FINETUNE = osp.join(REPO, 'configs', 'finetune')
-SHOTS, SEEDS, MIN_ITERS, EPOCHS = (1, 2), (0, 1), 8, 2
+SHOTS, SEEDS, MIN_ITERS, EPOCHS = (1, 2), (0, 1), 8, 10
 
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     """mini-VOC, a random 'DAP' step-3 detector and a 'classifier'."""
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
     import projects.dap.dap  # noqa: F401
@@ -69,7 +69,7 @@ def _args(root, *extra):
         f'val_dataloader.dataset.data_root={voc}',
         f'test_dataloader.dataset.data_root={voc}',
         f'train_cfg.max_epochs={EPOCHS}', f'param_scheduler.1.end={EPOCHS}',
-        'param_scheduler.1.milestones=[1]', f'fewshot.min_iters={MIN_ITERS}',
+        'param_scheduler.1.milestones=[5]', f'fewshot.min_iters={MIN_ITERS}',
         'fewshot.checkpoint_interval=2', 'default_hooks.logger.interval=1',
         *extra
     ]
@@ -140,7 +140,7 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
 
     # every run: the dumped config is the computed schedule, and its
     # final metrics are where the report takes them from
-    runs = {}
+    runs, computed = {}, set()
     for init in ('dap', 'cls'):
         for k in SHOTS:
             for seed in SEEDS:
@@ -151,15 +151,15 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
                     'ImageSets' / 'Main' / f'trainval_{k}shot_seed{seed}.txt')
                 num = len(split.read_text().split())
                 iters = max(MIN_ITERS, math.ceil(EPOCHS * num / 4))
-                from mmengine.config import Config
                 dumped = Config.fromfile(str(run_dir / f'{name}.py'))
                 assert dumped.train_cfg == dict(
                     type='IterBasedTrainLoop',
                     max_iters=iters,
                     val_interval=iters)
                 assert dumped.param_scheduler[1]['milestones'] == [
-                    round(iters / EPOCHS)
+                    round(5 * iters / EPOCHS)
                 ]
+                computed.add(iters)
                 assert dumped.train_dataloader.dataset.ann_file == \
                     f'VOC2007/ImageSets/Main/trainval_{k}shot_seed{seed}.txt'
                 assert dumped.randomness.seed == seed
@@ -169,6 +169,9 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
                 assert len(final) == 1 and final[0]['step'] == iters
                 runs[(init, k, seed)] = (100 * final[0]['pascal_voc/AP50'],
                                          100 * final[0]['pascal_voc/mAP'])
+
+    # (the 2-shot splits train longer than the floor: the formula ran)
+    assert max(computed) > MIN_ITERS
 
     # the report, recomputed independently
     summary = json.loads((sweep / 'results.json').read_text())
@@ -217,8 +220,10 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
     before = json.loads((run_dir / 'result.json').read_text())
     (run_dir / 'result.json').unlink()
     for path in run_dir.glob('*/vis_data/scalars.json'):
-        kept = [line for line in path.read_text().splitlines()
-                if 'pascal_voc/AP50' not in line]
+        kept = [
+            line for line in path.read_text().splitlines()
+            if 'pascal_voc/AP50' not in line
+        ]
         path.write_text('\n'.join(kept) + '\n')
     out = run_tool(args, cwd=REPO, timeout=300).stdout
     assert '1 to evaluate' in out and 'tools/test.py' in (
@@ -260,7 +265,6 @@ def test_print_mode_coco_splits_and_commands(tmp_path):
             num = len(json.load(f)['images'])
         for init in ('dap', 'cls'):
             name = f'{init}_1shot_seed{seed}'
-            from mmengine.config import Config
             cfg = Config.fromfile(
                 str(tmp_path / 'sweep' / 'configs' / f'{name}.py'))
             iters = max(3, math.ceil(12 * num / 16))
