@@ -11,6 +11,7 @@ import json
 import math
 import os
 import os.path as osp
+import random
 import signal
 import statistics
 import subprocess
@@ -87,6 +88,22 @@ def _records(run_dir):
     return out
 
 
+def _lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _rewrite_metrics(path, rng):
+    """Give every AP50 / AP record in ``path`` new, distinct values."""
+    records = _lines(path)
+    for record in records:
+        if 'pascal_voc/AP50' in record:
+            record['pascal_voc/AP50'] = round(rng.uniform(0.2, 0.8), 4)
+            record['pascal_voc/mAP'] = round(
+                record['pascal_voc/AP50'] * rng.uniform(0.3, 0.6), 4)
+    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+
+
 def _kill_mid_run(args, sweep):
     """Start the sweep and kill it (and its training) after the first
     intermediate checkpoint of the first run; return that run's dir."""
@@ -138,9 +155,9 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
     assert second and min(second) == saved + 1, (second, steps_before)
     assert max(second) == MIN_ITERS
 
-    # every run: the dumped config is the computed schedule, and its
-    # final metrics are where the report takes them from
-    runs, computed = {}, set()
+    # every run: the dumped config is the computed schedule, evaluated once
+    # at its last iteration
+    computed = set()
     for init in ('dap', 'cls'):
         for k in SHOTS:
             for seed in SEEDS:
@@ -167,11 +184,67 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
                     r for _, r in _records(run_dir) if 'pascal_voc/AP50' in r
                 ]
                 assert len(final) == 1 and final[0]['step'] == iters
-                runs[(init, k, seed)] = (100 * final[0]['pascal_voc/AP50'],
-                                         100 * final[0]['pascal_voc/mAP'])
 
     # (the 2-shot splits train longer than the floor: the formula ran)
     assert max(computed) > MIN_ITERS
+
+    # a second call finds everything finished and runs nothing
+    logs = {p: p.stat().st_mtime_ns for p in (sweep / 'logs').iterdir()}
+    stamps = {p for p in sweep.glob('*/2*')}
+    out = run_tool(args, cwd=REPO, timeout=300).stdout
+    assert '8 finished (skipped)' in out
+    assert {
+        p: p.stat().st_mtime_ns
+        for p in (sweep / 'logs').iterdir()
+    } == logs
+    assert {p for p in sweep.glob('*/2*')} == stamps
+
+    # killed during the final evaluation (final checkpoint, no metrics):
+    # the next call evaluates that checkpoint, to the same numbers
+    run_dir = sweep / 'cls_2shot_seed1'
+    before = json.loads((run_dir / 'result.json').read_text())
+    (run_dir / 'result.json').unlink()
+    for path in run_dir.glob('*/vis_data/scalars.json'):
+        kept = [
+            line for line in path.read_text().splitlines()
+            if 'pascal_voc/AP50' not in line
+        ]
+        path.write_text('\n'.join(kept) + '\n')
+    out = run_tool(args, cwd=REPO, timeout=300).stdout
+    assert '1 to evaluate' in out and 'tools/test.py' in (
+        sweep / 'logs' / 'cls_2shot_seed1.log').read_text()
+    after = json.loads((run_dir / 'result.json').read_text())
+    assert after['AP50'] == pytest.approx(before['AP50'], abs=1e-6)
+    assert after['AP'] == pytest.approx(before['AP'], abs=1e-6)
+
+    # the report's numbers: distinct metrics written into every run's
+    # metric file (trained for a few iterations, these detectors score 0),
+    # the records collected again, and the report recomputed here
+    rng = random.Random(0)
+    for path in sweep.glob('*/2*/2*.json'):  # tools/test.py's record
+        _rewrite_metrics(path, rng)
+    for path in sweep.glob('*/2*/vis_data/scalars.json'):
+        _rewrite_metrics(path, rng)
+    for path in sweep.glob('*/result.json'):
+        path.unlink()
+    out = run_tool(args, cwd=REPO, timeout=300).stdout
+    assert '8 finished (skipped)' in out
+    runs = {}
+    for init in ('dap', 'cls'):
+        for k in SHOTS:
+            for seed in SEEDS:
+                run_dir = sweep / f'{init}_{k}shot_seed{seed}'
+                # the training's metric log, or tools/test.py's record
+                files = list(run_dir.glob('2*/vis_data/scalars.json')) + \
+                    list(run_dir.glob('2*/2*.json'))
+                final = [
+                    r for p in files for r in _lines(p)
+                    if 'pascal_voc/AP50' in r
+                ]
+                assert len(final) == 1
+                runs[(init, k, seed)] = (100 * final[0]['pascal_voc/AP50'],
+                                         100 * final[0]['pascal_voc/mAP'])
+    assert len({v for v in runs.values()}) == 8
 
     # the report, recomputed independently
     summary = json.loads((sweep / 'results.json').read_text())
@@ -202,35 +275,6 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
         ap50, ap = runs[(row['init'], int(row['shot']), int(row['seed']))]
         assert float(row['AP50']) == pytest.approx(ap50)
         assert float(row['AP']) == pytest.approx(ap)
-
-    # a second call finds everything finished and runs nothing
-    logs = {p: p.stat().st_mtime_ns for p in (sweep / 'logs').iterdir()}
-    stamps = {p for p in sweep.glob('*/2*')}
-    out = run_tool(args, cwd=REPO, timeout=300).stdout
-    assert '8 finished (skipped)' in out
-    assert {
-        p: p.stat().st_mtime_ns
-        for p in (sweep / 'logs').iterdir()
-    } == logs
-    assert {p for p in sweep.glob('*/2*')} == stamps
-
-    # killed during the final evaluation (final checkpoint, no metrics):
-    # the next call evaluates that checkpoint, to the same numbers
-    run_dir = sweep / 'cls_2shot_seed1'
-    before = json.loads((run_dir / 'result.json').read_text())
-    (run_dir / 'result.json').unlink()
-    for path in run_dir.glob('*/vis_data/scalars.json'):
-        kept = [
-            line for line in path.read_text().splitlines()
-            if 'pascal_voc/AP50' not in line
-        ]
-        path.write_text('\n'.join(kept) + '\n')
-    out = run_tool(args, cwd=REPO, timeout=300).stdout
-    assert '1 to evaluate' in out and 'tools/test.py' in (
-        sweep / 'logs' / 'cls_2shot_seed1.log').read_text()
-    after = json.loads((run_dir / 'result.json').read_text())
-    assert after['AP50'] == pytest.approx(before['AP50'], abs=1e-6)
-    assert after['AP'] == pytest.approx(before['AP'], abs=1e-6)
 
     # a re-made DAP checkpoint at the same path is another study: refused,
     # nothing deleted
