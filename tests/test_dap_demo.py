@@ -12,7 +12,7 @@ from PIL import Image
 from projects.dap.dap.demo import (DOWNSTREAM_CLASSES, PRETRAIN_CLASSES,
                                    make_mini_imagenet, make_mini_voc,
                                    read_voc_boxes)
-from projects.dap.dap.demo.report import compare, mean_sd
+from projects.dap.dap.fewshot.stats import compare, mean_sd
 
 from conftest import REPO, run_tool
 

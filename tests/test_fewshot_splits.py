@@ -206,6 +206,22 @@ def test_voc_cli_writes_lists_reports_and_is_deterministic(tmp_path):
     assert all(rep['counts']['boat'] <= 2 for rep in reports)
 
 
+def test_out_dir_keeps_a_read_only_dataset_untouched(tmp_path):
+    """--out-dir: the same split files, written elsewhere."""
+    voc = make_voc(str(tmp_path / 'VOC2007'))
+    main_dir = osp.join(voc, 'ImageSets', 'Main')
+    before = sorted(os.listdir(main_dir))
+    out_dir = tmp_path / 'splits'
+    args = [TOOL, 'voc', voc, '--classes', *VOC_USED, '--shots', '1',
+            '--seeds', '4']
+    run_tool(args + ['--out-dir', out_dir])
+    assert sorted(os.listdir(main_dir)) == before
+    assert os.listdir(out_dir) == ['trainval_1shot_seed4.txt']
+    run_tool(args)  # beside the source: the same split
+    assert (out_dir / 'trainval_1shot_seed4.txt').read_text() == open(
+        osp.join(main_dir, 'trainval_1shot_seed4.txt')).read()
+
+
 def test_voc_default_classes_report_absent_classes(tmp_path, capsys):
     voc = make_voc(str(tmp_path / 'VOC2007'), num_images=20)
     assert main(['voc', voc, '--shots', '1', '--seeds', '0']) == 0

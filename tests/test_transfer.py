@@ -310,20 +310,31 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
     cls_path = tmp_path / 'msra_r50_caffe.pth'
     torch.save(classifier, cls_path)
 
-    cfg = shrunk_config(
+    template = shrunk_config(
         tmp_path / 'fewshot.py',
         osp.join(FINETUNE, 'faster-rcnn_r50_fpn_cls-in1k_fewshot_voc07.py'),
         data_root, 'voc')
+    # the run's config: the split and its schedule written in beforehand
+    from mmengine.config import Config
+    from projects.dap.dap.fewshot import resolve_fewshot
+    cfg_template = Config.fromfile(str(template))
+    cfg_template.merge_from_dict({'fewshot.min_iters': 2})
+    resolved, schedule = resolve_fewshot(cfg_template, 1, 3)
+    cfg = tmp_path / 'run_1shot_seed3.py'
+    resolved.dump(str(cfg))
     work = tmp_path / 'work'
     out = run_tool([
-        TRAIN, cfg, '--work-dir', work, '--cfg-options', 'fewshot.shot=1',
-        'fewshot.seed=3', 'fewshot.min_iters=2',
+        TRAIN, cfg, '--work-dir', work, '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={cls_path}',
         'optim_wrapper.optimizer.lr=0'
     ], cwd=tmp_path).stdout
     iters = max(2, math.ceil(14 * num_images / 16))
-    assert (f'Few-shot fine-tuning: k=1, seed=3, split {split} with '
-            f'{num_images} images; {iters} iterations') in out
+    assert (schedule.path, schedule.num_images, schedule.max_iters) == (
+        split, num_images, iters)
+    dumped = Config.fromfile(str(work / 'run_1shot_seed3.py'))
+    assert dumped.train_cfg.max_iters == iters
+    assert dumped.train_dataloader.dataset.ann_file == \
+        'VOC2007/ImageSets/Main/trainval_1shot_seed3.txt'
     assert 'Whole-detector transfer' not in out  # load_from=None
     _assert_no_warning_wall(out)
     tuned = _load(work / f'iter_{iters}.pth')
@@ -510,36 +521,48 @@ def test_runner_options_and_clear_errors(tmp_path):
 
 def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     from mmengine.config import Config
-    from projects.dap.dap.transfer import apply_fewshot_schedule
+    from projects.dap.dap.fewshot import (check_resolved, compute_schedule,
+                                          resolve_fewshot)
 
     voc = Config.fromfile(
         osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_fewshot_voc07.py'))
+    assert 'fewshot_sweep.py' in check_resolved(voc)  # a template
     root = tmp_path / 'VOCdevkit'
     main_dir = root / 'VOC2007' / 'ImageSets' / 'Main'
     main_dir.mkdir(parents=True)
     (main_dir / 'trainval_5shot_seed2.txt').write_text(
         ''.join(f'{i:06d}\n' for i in range(50)))
     voc.train_dataloader.dataset.data_root = str(root)
-    voc.merge_from_dict({'fewshot.shot': 5, 'fewshot.seed': 2,
-                         'fewshot.min_iters': 10})
-    lines = apply_fewshot_schedule(voc)
+    voc.merge_from_dict({'fewshot.min_iters': 10})
+    before = voc.to_dict()
+    resolved, schedule = resolve_fewshot(voc, 5, 2)
+    assert voc.to_dict() == before  # the template is not changed
+    assert check_resolved(resolved) is None
     # ceil(14 epochs * 50 images / 16) = 44 > 10; step at 10/14 * 44 = 31.4
-    assert voc.train_cfg == dict(type='IterBasedTrainLoop', max_iters=44,
-                                 val_interval=44)
-    warmup, step = voc.param_scheduler
+    assert resolved.train_cfg == dict(type='IterBasedTrainLoop',
+                                      max_iters=44, val_interval=44)
+    warmup, step = resolved.param_scheduler
     assert warmup['end'] == 44 and not warmup['by_epoch']
     assert step['milestones'] == [31] and step['end'] == 44
     assert step['by_epoch'] is False
-    assert voc.default_hooks.checkpoint.interval == 44
-    assert voc.default_hooks.checkpoint.by_epoch is False
-    assert voc.log_processor.by_epoch is False
+    # a checkpoint every 500 iterations (here: only the last), one kept
+    assert resolved.default_hooks.checkpoint.interval == 44
+    assert resolved.default_hooks.checkpoint.by_epoch is False
+    assert resolved.default_hooks.checkpoint.max_keep_ckpts == 1
+    assert resolved.log_processor.by_epoch is False
     # an iteration loop needs an endless sampler: with a finite one mmengine
     # restarts the dataloader (and sleeps 2 s) after every pass of the split
-    assert voc.train_dataloader.sampler == dict(type='InfiniteSampler',
-                                                shuffle=True)
-    assert voc.train_dataloader.dataset.ann_file == \
+    assert resolved.train_dataloader.sampler == dict(type='InfiniteSampler',
+                                                     shuffle=True)
+    assert resolved.train_dataloader.dataset.ann_file == \
         'VOC2007/ImageSets/Main/trainval_5shot_seed2.txt'
-    assert 'with 50 images; 44 iterations' in lines[0]
+    assert resolved.fewshot.num_images == 50
+    assert resolved.fewshot.source == 'VOC2007/ImageSets/Main/trainval.txt'
+    assert '50 images' in schedule.describe()
+    # the dumped text is the schedule (what mmengine writes to the work dir)
+    dumped = tmp_path / 'run.py'
+    resolved.dump(str(dumped))
+    assert Config.fromfile(str(dumped)).train_cfg.max_iters == 44
 
     coco = Config.fromfile(
         osp.join(FINETUNE, 'faster-rcnn_r50_fpn_cls-in1k_fewshot_coco.py'))
@@ -549,21 +572,15 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
         json.dump(dict(images=[dict(id=i) for i in range(100)],
                        annotations=[], categories=[]), f)
     coco.train_dataloader.dataset.data_root = str(tmp_path)
-    apply_fewshot_schedule(coco)  # k=10, seed 0, min_iters 1000: defaults
-    assert coco.train_cfg.max_iters == 1000  # ceil(12 * 100 / 16) = 75
-    assert coco.param_scheduler[1]['milestones'] == [667, 917]
+    schedule = compute_schedule(coco, 10, 0)  # min_iters 1000: the default
+    assert schedule.max_iters == 1000  # ceil(12 * 100 / 16) = 75
+    assert schedule.milestones == [[667, 917]]
+    assert schedule.checkpoint_interval == 500
     coco.fewshot.min_iters = 10
-    coco.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12)
-    coco.param_scheduler[1].update(milestones=[8, 11], end=12, by_epoch=True)
-    apply_fewshot_schedule(coco)
-    assert coco.train_cfg.max_iters == 75
-    assert coco.param_scheduler[1]['milestones'] == [50, 69]
+    schedule = compute_schedule(coco, 10, 0)
+    assert schedule.max_iters == 75
+    assert schedule.milestones == [[50, 69]]
 
-    # a split that was not made: testing works, training refuses
-    missing = Config.fromfile(
-        osp.join(FINETUNE, 'faster-rcnn_r50_fpn_dap-in1k_fewshot_voc07.py'))
-    missing.train_dataloader.dataset.data_root = str(root)
-    missing.fewshot.shot = 20
-    assert apply_fewshot_schedule(missing) == []
-    assert 'make_fewshot_splits.py' in missing.fewshot.missing
-    assert missing.train_cfg.type == 'EpochBasedTrainLoop'
+    # a split that was not made: a clear error
+    with pytest.raises(FileNotFoundError, match='fewshot_sweep.py'):
+        compute_schedule(voc, 20, 0)

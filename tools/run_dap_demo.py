@@ -9,8 +9,7 @@ Stages (each runs the project's real tools as subprocesses, logs under
 ``{work_dir}/logs``):
 
 0. data    generate mini-ImageNet and mini-VOC from a seed
-           (``projects.dap.dap.demo``) and the k-shot splits
-           (``tools/dataset_converters/make_fewshot_splits.py``);
+           (``projects.dap.dap.demo``);
 1. step1   train the classifier (``tools/train.py``, mmpretrain config);
 2. step2   CAM pseudo boxes (``tools/generate_pseudo_boxes.py``), scored
            against the hidden true boxes
@@ -19,9 +18,12 @@ Stages (each runs the project's real tools as subprocesses, logs under
 3. step3   DAP pre-training of Faster R-CNN on the pseudo boxes
            (``tools/train.py``);
 4. step4   fine-tune DAP and CLS initialisations on mini-VOC, full and
-           k-shot, several seeds (``tools/train.py``, evaluated on mini-VOC
-           test at the end of each run),
-           two runs at a time;
+           k-shot, several seeds, two runs at a time: the low-data study's
+           engine (``projects/dap/dap/fewshot``, as
+           ``tools/fewshot_sweep.py``) makes the k-shot splits, writes each
+           run's config with its schedule and runs ``tools/train.py``
+           (evaluated on mini-VOC test at the end of each run); its logs
+           and report are under ``{work_dir}/step4_finetune``;
 5. report  ``{work_dir}/report.md``, ``ap_vs_shots.png``,
            ``cam_examples.png``.
 
@@ -30,7 +32,7 @@ the hash of everything that decides its result (resolved configs, options,
 the upstream stages' hashes); a rerun skips it, and reruns it and what
 depends on it when that hash changes.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 import argparse
 import glob
 import hashlib
@@ -42,7 +44,6 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -78,8 +79,6 @@ PRESETS = dict(
         fewshot_min_iters=6,
         shots=(5, ),
         seeds=2))
-
-DOWNSTREAM = ('triangle', 'star', 'ring', 'arrow', 'semicircle')
 
 
 # ------------------------------------------------------------- printing
@@ -339,26 +338,6 @@ class Demo:
         stage.finish(dict(paths=paths))
         return stage
 
-    def stage_splits(self, upstream: Stage) -> Stage:
-        """k-shot splits (their own stage: other --shots / --seeds do not
-        touch the data or steps 1-3)."""
-        stage = Stage(osp.join(self.work_dir, 'step0_splits'), plain_hash(
-            dict(data=upstream.digest, shots=self.shots, seeds=self.seeds)))
-        if stage.done():
-            return stage
-        stage.start()
-        run_tool([
-            'tools/dataset_converters/make_fewshot_splits.py', 'voc',
-            self.voc_year, '--shots', *self.shots, '--seeds', *self.seeds,
-            '--classes', *DOWNSTREAM, '--report',
-            osp.join(stage.dir, 'fewshot_splits.json')
-        ], osp.join(self.logs, 'step0_fewshot_splits.log'),
-            self.env(self.threads))
-        print(f'  k-shot splits k={list(self.shots)} seeds='
-              f'{list(self.seeds)} made with make_fewshot_splits.py')
-        stage.finish()
-        return stage
-
     def stage_classifier(self, upstream: Stage) -> Stage:
         options = [
             f'train_dataloader.dataset.data_root={self.mini_imagenet}',
@@ -462,121 +441,77 @@ class Demo:
         stage.finish(dict(checkpoint=ckpt))
         return stage
 
-    def finetune_jobs(self, classifier: Stage,
-                      dap: Stage) -> List[Tuple[str, str, int]]:
-        settings = [f'{k}shot' for k in self.shots] + ['full']
-        return [(init, setting, seed) for setting in settings
-                for seed in self.seeds for init in ('dap', 'cls')]
-
-    def _finetune_options(self, init: str, setting: str, seed: int,
-                          classifier: Stage, dap: Stage) -> List[str]:
+    def finetune_spec(self, classifier: Stage, dap: Stage):
+        """Step 4 as a sweep of the low-data study's engine (the code path
+        of tools/fewshot_sweep.py): the demo's configs, data and
+        schedule."""
+        from projects.dap.dap.fewshot.runs import InitSpec
+        from projects.dap.dap.fewshot.sweep import SweepSpec
         voc_root = osp.dirname(self.voc_year) + '/'
         epochs = self.preset['finetune_epochs']
-        options = [
-            f'train_dataloader.dataset.data_root={voc_root}',
-            f'val_dataloader.dataset.data_root={voc_root}',
-            f'test_dataloader.dataset.data_root={voc_root}',
-            f'train_cfg.max_epochs={epochs}',
-            f'train_cfg.val_interval={epochs}',
-            f'param_scheduler.1.end={epochs}',
-            f'param_scheduler.1.milestones=[{max(1, (2 * epochs) // 3)}]',
-            f'default_hooks.checkpoint.interval={epochs}',
-            f'randomness.seed={seed}',
+        options = {
+            'train_dataloader.dataset.data_root': voc_root,
+            'val_dataloader.dataset.data_root': voc_root,
+            'test_dataloader.dataset.data_root': voc_root,
+            'train_cfg.max_epochs': epochs,
+            'train_cfg.val_interval': epochs,
+            'param_scheduler.1.end': epochs,
+            'param_scheduler.1.milestones': [max(1, (2 * epochs) // 3)],
+            'default_hooks.checkpoint.interval': epochs,
+            'fewshot.min_iters': self.preset['fewshot_min_iters'],
+        }
+        inits = [
+            InitSpec('dap', osp.join(REPO, CONFIGS['ft_dap_few']),
+                     osp.join(REPO, CONFIGS['ft_dap']),
+                     {'load_from': dap.result()['checkpoint']}),
+            InitSpec('cls', osp.join(REPO, CONFIGS['ft_cls_few']),
+                     osp.join(REPO, CONFIGS['ft_cls']),
+                     {'model.backbone.init_cfg.checkpoint':
+                      classifier.result()['checkpoint']}),
         ]
-        if setting != 'full':
-            options += [f'fewshot.shot={int(setting[:-4])}',
-                        f'fewshot.seed={seed}',
-                        'fewshot.min_iters='
-                        f'{self.preset["fewshot_min_iters"]}']
-        if init == 'dap':
-            options.append(f'load_from={dap.result()["checkpoint"]}')
-        else:
-            options.append('model.backbone.init_cfg.checkpoint='
-                           f'{classifier.result()["checkpoint"]}')
-        return options
-
-    def finetune_stage(self, job: Tuple[str, str, int], classifier: Stage,
-                       dap: Stage) -> Tuple[Stage, str, List[str]]:
-        """The run's stage, config and options (main thread only: mmengine
-        config parsing is not thread-safe)."""
-        init, setting, seed = job
-        config = CONFIGS[f'ft_{init}' + ('' if setting == 'full'
-                                         else '_few')]
-        options = self._finetune_options(init, setting, seed, classifier,
-                                         dap)
-        name = f'{init}_{setting}_seed{seed}'
-        stage = Stage(osp.join(self.work_dir, 'step4_finetune', name),
-                      config_hash(config, options,
-                                  [classifier.digest, dap.digest]))
-        return stage, config, options
-
-    def run_finetune(self, job: Tuple[str, str, int],
-                     planned: Tuple[Stage, str, List[str]]) -> dict:
-        init, setting, seed = job
-        stage, config, options = planned
-        name = osp.basename(stage.dir)
-        if stage.done():
-            return dict(stage.result(), skipped=True)
-        stage.start()
-        env = self.env(self.threads)
-        # the run ends with the config's evaluation on mini-VOC test
-        # (VOC 11-point AP); a separate tools/test.py process would only
-        # add its start-up to each of the many short runs
-        run_tool(['tools/train.py', config, '--work-dir', stage.dir,
-                  '--cfg-options', *options],
-                 osp.join(self.logs, f'step4_{name}_train.log'), env)
-        metrics = read_metrics(stage.dir, 'pascal_voc/mAP')
-        result = dict(init=init, setting=setting, seed=seed,
-                      AP50=100 * float(metrics['pascal_voc/AP50']),
-                      AP=100 * float(metrics['pascal_voc/mAP']))
-        for path in glob.glob(osp.join(stage.dir, '*.pth')):
-            os.remove(path)  # results are kept; weights are not needed
-        stage.finish(result)
-        return result
+        return SweepSpec(
+            work_dir=osp.join(self.work_dir, 'step4_finetune'), inits=inits,
+            shots=self.shots, seeds=self.seeds, full=True, options=options,
+            launcher='train', jobs=self.workers, env=self.env(self.threads),
+            on_change='restart', keep_checkpoints=False, quiet=True,
+            title='DAP demo, step 4: DAP vs CLS on mini-VOC',
+            description='Made by the demo through the engine of '
+            '`tools/fewshot_sweep.py`.', ylabel='mini-VOC test AP50 (%)',
+            full_label='full trainval')
 
     def stage_finetune(self, classifier: Stage, dap: Stage) -> List[dict]:
-        jobs = self.finetune_jobs(classifier, dap)
+        from projects.dap.dap.fewshot.sweep import SweepError, run_sweep
+        spec = self.finetune_spec(classifier, dap)
+        runs = (len(self.shots) + 1) * len(self.seeds) * len(spec.inits)
         header(f'[step 4/4] fine-tuning DAP and CLS inits on mini-VOC: '
-               f'{len(jobs)} runs (k={list(self.shots)} + full, seeds '
+               f'{runs} runs (k={list(self.shots)} + full, seeds '
                f'{list(self.seeds)}), {self.workers} at a time: '
+               'the low-data sweep (tools/fewshot_sweep.py\'s engine) runs '
                'tools/train.py, evaluated on mini-VOC test')
-        progress = Progress(len(jobs), 'fine-tune runs')
-        progress.update(0)
-        results: List[dict] = []
-        errors: List[str] = []
-
-        planned = [self.finetune_stage(job, classifier, dap) for job in jobs]
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures = [(job, pool.submit(self.run_finetune, job, plan))
-                       for job, plan in zip(jobs, planned)]
-            for job, fut in futures:
-                try:
-                    res = fut.result()
-                    results.append(res)
-                    note = (f'{job[0]} {job[1]} seed{job[2]}: AP50 '
-                            f'{res["AP50"]:.1f}')
-                except ToolError as e:
-                    errors.append(str(e))
-                    note = f'{job} FAILED'
-                progress.update(len(results) + len(errors), note)
+        progress = Progress(runs, 'fine-tune runs')
+        try:
+            outcome = run_sweep(spec, progress=lambda done, total, note:
+                                progress.update(done, note))
+        except (SweepError, OSError, ValueError) as e:
+            raise ToolError(f'step 4: {e}') from None
         progress.close()
-        if errors:
-            raise ToolError(f'{len(errors)} fine-tuning runs failed; '
-                            f'first:\n{errors[0]}')
-        with open(osp.join(self.work_dir, 'step4_finetune',
-                           'results.json'), 'w') as f:
-            json.dump(results, f, indent=1)
-        return results
+        if outcome.counts['finished'] == runs:
+            print('  every run had finished before: nothing to run')
+        if outcome.failed:
+            raise ToolError(f'{len(outcome.failed)} fine-tuning runs failed;'
+                            f' first:\n{outcome.failed[0]}')
+        return outcome.results
 
     def stage_report(self, classifier: Stage, boxes: Stage, dap: Stage,
                      results: List[dict]) -> str:
         from projects.dap.dap.demo import report
+        from projects.dap.dap.fewshot import report as study
+        from projects.dap.dap.fewshot.stats import compare
         header('[report] writing the summary')
-        grouped: Dict[Tuple[str, str], List[dict]] = {}
-        for r in results:
-            grouped.setdefault((r['init'], r['setting']), []).append(r)
+        grouped = study.group_results(results)
         plot = osp.join(self.work_dir, 'ap_vs_shots.png')
-        report.plot_ap_vs_shots(grouped, plot, 'AP50')
+        study.plot_ap_vs_shots(grouped, plot, 'AP50',
+                               'mini-VOC test AP50 (%)', 'full trainval')
         cams = osp.join(self.work_dir, 'cam_examples.png')
         box_res = boxes.result()
         report.draw_cam_examples(
@@ -604,12 +539,12 @@ class Demo:
             f.write(text)
         summary = dict(
             classifier=classifier.result(), pseudo_boxes=box_res['quality'],
-            ap50=report.compare(grouped, 'AP50'),
-            ap=report.compare(grouped, 'AP'), results=results,
+            ap50=compare(grouped, 'AP50'),
+            ap=compare(grouped, 'AP'), results=results,
             timings=self.timings)
         with open(osp.join(self.work_dir, 'summary.json'), 'w') as f:
             json.dump(summary, f, indent=1, default=str)
-        print(report.downstream_table(grouped))
+        print(study.results_table(grouped, 'full trainval'))
         print(f'\n  report: {out}\n  plot:   {plot}\n  CAMs:   {cams}')
         return out
 
@@ -625,7 +560,6 @@ class Demo:
               f'{self.workers} fine-tuning runs at a time, '
               f'{self.threads} thread(s) each')
         data = self.timed('data', self.stage_data)
-        self.timed('splits', self.stage_splits, data)
         classifier = self.timed('step1', self.stage_classifier, data)
         boxes = self.timed('step2', self.stage_pseudo_boxes, classifier)
         dap = self.timed('step3', self.stage_dap, classifier, boxes)

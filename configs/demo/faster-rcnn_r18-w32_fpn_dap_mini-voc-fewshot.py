@@ -1,8 +1,9 @@
-# DAP demo, step 4 (DAP init), low-data: a k-shot split of mini-VOC trainval
-# (tools/dataset_converters/make_fewshot_splits.py), chosen with
-#   --cfg-options fewshot.shot=5 fewshot.seed=1
-# The schedule is scaled to the split's size as in the real few-shot
-# configs: max(min_iters, ceil(6 epochs x N images / batch 4)) iterations.
+# DAP demo, step 4 (DAP init), low-data: a template for k-shot splits of
+# mini-VOC trainval, run per (k, seed) by the low-data sweep
+# (projects/dap/dap/fewshot, as tools/fewshot_sweep.py does for the real
+# configs), which writes each run's config with the split and the schedule
+# scaled to it: max(min_iters, ceil(E epochs x N images / batch 4))
+# iterations (the demo passes E and min_iters).
 _base_ = [
     './faster-rcnn_r18-w32_fpn_dap_mini-voc.py',
     '../finetune/_base_/fewshot_voc07.py',

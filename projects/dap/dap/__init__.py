@@ -18,7 +18,7 @@ from .hooks import CAMBoxHook, CAMBoxRunError
 from .models import CAMBoxConfigError, CAMBoxGenerator
 from .samplers import ResumableSampler
 from .transfer import (DetectorTransferRunner, TransferReport,
-                       apply_fewshot_schedule, transfer_state_dict)
+                       transfer_state_dict)
 from .utils import (exact_safe_globals, load_checkpoint_safely,
                     register_checkpoint_loader, safe_checkpoint_globals)
 
@@ -31,8 +31,7 @@ __all__ = [
     'IndexedImageNet21k', 'LoadImageRandomChoiceResize', 'decode_resized',
     'exact_safe_globals', 'load_checkpoint_safely',
     'register_checkpoint_loader', 'safe_checkpoint_globals',
-    'DetectorTransferRunner', 'TransferReport', 'apply_fewshot_schedule',
-    'transfer_state_dict',
+    'DetectorTransferRunner', 'TransferReport', 'transfer_state_dict',
     'CAMBoxMetric', 'LoadImageForCAM', 'decode_image', 'CAMBoxHook',
     'CAMBoxRunError', 'CAMBoxConfigError', 'CAMBoxGenerator',
     'ResumableSampler'

@@ -36,15 +36,13 @@ Config (``transfer_cfg`` is optional)::
     transfer_cfg = dict(reinit=[r'(^|\\.)fc_cls\\.', r'(^|\\.)fc_reg\\.'],
                         keep_matching_shapes=True, strict=True)
 
-Low-data (k-shot) fine-tuning uses the same runner: a config with a
-``fewshot`` block gets its split file and a schedule scaled to the split's
-size, see :func:`apply_fewshot_schedule`.
+Low-data (k-shot) runs use the same runner on a config whose split and
+schedule were written into it beforehand (:mod:`.fewshot.schedule`); the
+runner only refuses a few-shot template that was not resolved.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
-import copy
 import json
 import logging
-import math
 import os
 import os.path as osp
 import re
@@ -59,6 +57,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import BaseLoop, Runner
 from torch import nn
 
+from .fewshot.schedule import check_resolved
 from .utils import load_checkpoint_safely
 
 DEFAULT_REINIT = (r'(^|\.)fc_cls\.', r'(^|\.)fc_reg\.')
@@ -216,110 +215,6 @@ def transfer_state_dict(model: nn.Module,
     return report
 
 
-def _innermost_dataset(dataset_cfg: dict) -> dict:
-    """Follow dataset wrappers (RepeatDataset, ClassBalancedDataset...)."""
-    while 'ann_file' not in dataset_cfg and 'dataset' in dataset_cfg:
-        dataset_cfg = dataset_cfg['dataset']
-    if 'ann_file' not in dataset_cfg:
-        raise ValueError('fewshot: the train dataset must be one dataset '
-                         'with an `ann_file` (no ConcatDataset)')
-    return dataset_cfg
-
-
-def count_split_images(path: str) -> int:
-    """Images in a VOC ImageSets list (.txt) or a COCO json."""
-    if path.endswith('.json'):
-        with open(path) as f:
-            return len(json.load(f)['images'])
-    with open(path) as f:
-        return sum(1 for line in f if line.strip())
-
-
-def _scale(value, epochs: int, iters: int):
-    if isinstance(value, (list, tuple)):
-        return [_scale(v, epochs, iters) for v in value]
-    return int(round(value * iters / epochs))
-
-
-def apply_fewshot_schedule(cfg) -> List[str]:
-    """Point the train set at a k-shot split and scale the schedule to it.
-
-    ``cfg.fewshot`` holds ``shot``, ``seed``, ``ann_file`` (a template with
-    ``{shot}`` and ``{seed}``, relative to the dataset's ``data_root``) and
-    ``min_iters``.  The config's full-data, epoch-based schedule (E epochs,
-    LR steps at epochs m_i) becomes an iteration schedule with the same LR:
-
-        max_iters = max(min_iters, ceil(E * N / B)),  steps at m_i / E
-
-    where N is the number of images in the split and B the reference batch
-    (``auto_scale_lr.base_batch_size``, 16).  So each image is seen about
-    as often as in the full schedule, with a floor of ``min_iters`` because
-    a 5-shot split would otherwise train for a few dozen iterations.
-    Validation and the checkpoint happen at the end.  Changes ``cfg`` in
-    place; returns lines for the log.  When the split file does not exist
-    (e.g. when only testing), the schedule is left alone and
-    ``cfg.fewshot.missing`` says so; training then refuses to start.
-    """
-    few = cfg['fewshot']
-    shot, seed = int(few['shot']), int(few['seed'])
-    dataset = _innermost_dataset(cfg['train_dataloader']['dataset'])
-    ann_file = few['ann_file'].format(shot=shot, seed=seed)
-    dataset['ann_file'] = ann_file
-    path = ann_file
-    if not osp.isabs(path) and dataset.get('data_root'):
-        path = osp.join(dataset['data_root'], path)
-    if not osp.isfile(path):
-        few['missing'] = (
-            f'few-shot split {path} (k={shot}, seed={seed}) not found; make '
-            'it with tools/dataset_converters/make_fewshot_splits.py')
-        return []
-    num_images = count_split_images(path)
-    train_cfg = cfg['train_cfg']
-    if 'max_epochs' not in train_cfg:
-        raise ValueError('fewshot: the base schedule must be epoch-based '
-                         '(train_cfg.max_epochs)')
-    epochs = int(train_cfg['max_epochs'])
-    batch = int(cfg.get('auto_scale_lr', {}).get('base_batch_size', 16))
-    iters = max(int(few.get('min_iters', 0)),
-                math.ceil(epochs * num_images / batch))
-    cfg['train_cfg'] = dict(
-        type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
-    # An iteration loop over a finite sampler restarts the dataloader at the
-    # end of every pass and mmengine sleeps 2 s each time: on a 5-shot split
-    # (a few batches per pass) that was most of the fine-tuning time.
-    sampler = cfg['train_dataloader'].get('sampler') or {}
-    if sampler.get('type', 'DefaultSampler') in ('DefaultSampler',
-                                                 'mmengine.DefaultSampler'):
-        cfg['train_dataloader']['sampler'] = dict(
-            type='InfiniteSampler', shuffle=sampler.get('shuffle', True))
-    schedulers = cfg.get('param_scheduler') or []
-    if isinstance(schedulers, dict):
-        schedulers = [schedulers]
-    for sched in schedulers:
-        if not sched.get('by_epoch', True):
-            if 'end' in sched:
-                sched['end'] = min(sched['end'], iters)
-            continue
-        for key in ('milestones', 'begin', 'end', 'T_max', 'step_size'):
-            if key in sched:
-                sched[key] = _scale(sched[key], epochs, iters)
-        sched['by_epoch'] = False
-        sched.pop('convert_to_iter_based', None)
-    cfg['param_scheduler'] = schedulers
-    hooks = cfg.setdefault('default_hooks', {})
-    if hooks.get('checkpoint') is not None:
-        hooks['checkpoint'].update(by_epoch=False, interval=iters)
-    log_processor = cfg.get('log_processor') or dict(type='LogProcessor')
-    log_processor['by_epoch'] = False
-    cfg['log_processor'] = log_processor
-    few.update(num_images=num_images, max_iters=iters)
-    steps = [s.get('milestones') for s in schedulers if 'milestones' in s]
-    return [f'Few-shot fine-tuning: k={shot}, seed={seed}, split {path} '
-            f'with {num_images} images; {iters} iterations '
-            f'(max({few.get("min_iters", 0)}, ceil({epochs} epochs x '
-            f'{num_images} / batch {batch}))), LR steps at {steps}']
-
-
 class _SkippedParamFilter(logging.Filter):
     """Collects mmengine's per-parameter 'requires_grad=False' warnings."""
 
@@ -353,25 +248,14 @@ class DetectorTransferRunner(Runner):
 
     ``resume`` keeps mmengine's behaviour; ``load_from`` (fine-tuning, and
     evaluation by ``tools/test.py``) goes through
-    :func:`transfer_state_dict` with ``cfg.transfer_cfg``.  Configs with a
-    ``fewshot`` block are resolved by :func:`apply_fewshot_schedule`.
+    :func:`transfer_state_dict` with ``cfg.transfer_cfg``.  It trains what
+    the config says; an unresolved few-shot template is refused.
     """
 
-    @classmethod
-    def from_cfg(cls, cfg) -> 'DetectorTransferRunner':
-        cfg = copy.deepcopy(cfg)
-        notes = []
-        if cfg.get('fewshot') is not None:
-            notes = apply_fewshot_schedule(cfg)
-        runner = super().from_cfg(cfg)
-        for line in notes:
-            runner.logger.info(line)
-        return runner
-
     def train(self) -> nn.Module:
-        missing = (self.cfg.get('fewshot') or {}).get('missing')
-        if missing:
-            raise FileNotFoundError(missing)
+        problem = check_resolved(self.cfg)
+        if problem:
+            raise ValueError(problem)
         return super().train()
 
     def build_optim_wrapper(self, optim_wrapper):
@@ -442,5 +326,5 @@ class DetectorTransferRunner(Runner):
 
 __all__ = [
     'DetectorTransferRunner', 'TransferReport', 'transfer_state_dict',
-    'extract_state_dict', 'apply_fewshot_schedule', 'count_split_images'
+    'extract_state_dict'
 ]

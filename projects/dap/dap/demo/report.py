@@ -3,136 +3,15 @@
 Everything here reads files the pipeline's tools wrote (metrics json,
 the pseudo-box file, the generated data); nothing is trained.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List
 import json
 import math
 import os.path as osp
 
 import numpy as np
 
-#: (init, setting) -> list of per-seed metric dicts
-Results = Dict[Tuple[str, str], List[Dict[str, float]]]
-
-
-def mean_sd(values: Sequence[float]) -> Tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    arr = np.asarray(list(values), np.float64)
-    if not arr.size:
-        return float('nan'), float('nan')
-    sd = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return float(arr.mean()), sd
-
-
-def setting_order(settings: Sequence[str]) -> List[str]:
-    """'5shot', '10shot', ..., then 'full'."""
-    def key(s: str):
-        return (1, 0) if s == 'full' else (0, int(s.replace('shot', '')))
-    return sorted(set(settings), key=key)
-
-
-def compare(results: Results, metric: str) -> List[dict]:
-    """Per setting: DAP and CLS mean / sd over seeds, the gap, a verdict.
-
-    DAP "beats CLS beyond the spread" when the gap of the means exceeds
-    the sum of the two standard deviations.
-    """
-    rows = []
-    settings = setting_order(s for _, s in results)
-    for setting in settings:
-        row = dict(setting=setting)
-        for init in ('dap', 'cls'):
-            vals = [r[metric] for r in results.get((init, setting), [])]
-            row[init] = mean_sd(vals)
-            row[f'{init}_n'] = len(vals)
-        gap = row['dap'][0] - row['cls'][0]
-        spread = row['dap'][1] + row['cls'][1]
-        # a seed draws the split for both inits: per-seed differences
-        by_seed = {init: {r.get('seed'): r[metric]
-                          for r in results.get((init, setting), [])}
-                   for init in ('dap', 'cls')}
-        common = sorted(set(by_seed['dap']) & set(by_seed['cls']) -
-                        {None})
-        row['paired'] = mean_sd([by_seed['dap'][k] - by_seed['cls'][k]
-                                 for k in common])
-        row['paired_wins'] = sum(by_seed['dap'][k] > by_seed['cls'][k]
-                                 for k in common)
-        row['paired_n'] = len(common)
-        row['gap'] = gap
-        row['spread'] = spread
-        row['beats'] = bool(gap > spread)
-        rows.append(row)
-    return rows
-
-
-def _fmt(ms: Tuple[float, float]) -> str:
-    m, s = ms
-    if math.isnan(m):
-        return 'n/a'
-    return f'{m:.1f} ± {s:.1f}'
-
-
-def downstream_table(results: Results) -> str:
-    """Markdown table of AP50 and AP per setting, DAP vs CLS."""
-    ap50 = compare(results, 'AP50')
-    ap = {r['setting']: r for r in compare(results, 'AP')}
-    lines = [
-        '| setting | seeds | CLS AP50 | DAP AP50 | Δ AP50 | paired Δ AP50 '
-        '(DAP wins) | CLS AP | DAP AP | Δ AP |',
-        '|---|---|---|---|---|---|---|---|---|',
-    ]
-    for r in ap50:
-        s = r['setting']
-        label = 'full trainval' if s == 'full' else \
-            f'{s.replace("shot", "")}-shot'
-        b = ap[s]
-        lines.append(
-            f'| {label} | {min(r["dap_n"], r["cls_n"])} | {_fmt(r["cls"])} '
-            f'| {_fmt(r["dap"])} | {r["gap"]:+.1f}'
-            f'{" ✓" if r["beats"] else ""} | {_fmt(r["paired"])} '
-            f'({r["paired_wins"]}/{r["paired_n"]}) | {_fmt(b["cls"])} | '
-            f'{_fmt(b["dap"])} | {b["gap"]:+.1f}'
-            f'{" ✓" if b["beats"] else ""} |')
-    return '\n'.join(lines)
-
-
-def plot_ap_vs_shots(results: Results, out_file: str,
-                     metric: str = 'AP50') -> None:
-    """AP vs shots (log x), mean ± sd over seeds; 'full' as dashed lines."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    rows = compare(results, metric)
-    shots = [r for r in rows if r['setting'] != 'full']
-    full = [r for r in rows if r['setting'] == 'full']
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    colours = dict(dap='tab:red', cls='tab:blue')
-    names = dict(dap='DAP init', cls='CLS init')
-    for init in ('dap', 'cls'):
-        if shots:
-            x = [int(r['setting'].replace('shot', '')) for r in shots]
-            m = np.array([r[init][0] for r in shots])
-            s = np.array([r[init][1] for r in shots])
-            ax.errorbar(x, m, yerr=s, marker='o', capsize=3,
-                        color=colours[init], label=names[init])
-            ax.fill_between(x, m - s, m + s, color=colours[init], alpha=0.15)
-        for r in full:
-            ax.axhline(r[init][0], color=colours[init], ls='--', lw=1,
-                       label=f'{names[init]}, full trainval')
-    if shots:
-        ax.set_xscale('log')
-        ticks = [int(r['setting'].replace('shot', '')) for r in shots]
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([str(t) for t in ticks])
-        ax.set_xticks([], minor=True)  # no stray '6x10^0' minor labels
-    ax.set_xlabel('images per class (k-shot)')
-    ax.set_ylabel(f'mini-VOC test {metric} (%)')
-    ax.set_title('DAP vs CLS initialisation (mean ± sd over seeds)')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
+from ..fewshot.report import results_table, verdict
+from ..fewshot.stats import Results
 
 
 def load_coco_boxes(path: str) -> Dict[str, np.ndarray]:
@@ -264,20 +143,8 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
 def render_report(preset: str, classifier: dict, quality: dict,
                   trivial: Dict[str, float], results: Results,
                   timings: Dict[str, float], settings: dict) -> str:
-    """The markdown report."""
-    ap50 = compare(results, 'AP50')
-    low = [r for r in ap50 if r['setting'] != 'full']
-    wins = [r for r in low if r['beats']]
-    if not low:
-        verdict = 'No low-data setting was run.'
-    elif len(wins) == len(low):
-        verdict = ('DAP initialisation beats CLS initialisation on every '
-                   'low-data setting by more than the spread (gap of the '
-                   'means > sd(DAP) + sd(CLS)).')
-    else:
-        lost = ', '.join(r['setting'] for r in low if not r['beats'])
-        verdict = (f'DAP beats CLS by more than the spread on {len(wins)} '
-                   f'of {len(low)} low-data settings; not on: {lost}.')
+    """The markdown report (step 4's table and verdict: the low-data
+    study's own, :mod:`..fewshot.report`)."""
     q = quality
     pct = lambda v: f'{100 * v:.1f}'  # noqa: E731
     lines = [
@@ -326,9 +193,9 @@ def render_report(preset: str, classifier: dict, quality: dict,
         '✓: the gap exceeds sd(DAP) + sd(CLS). Paired Δ: mean ± sd of '
         'the per-seed differences (both inits see the same split).',
         '',
-        downstream_table(results),
+        results_table(results, 'full trainval'),
         '',
-        f'**Verdict:** {verdict}',
+        f'**Verdict:** {verdict(results)}',
         '',
         '![AP vs shots](ap_vs_shots.png)',
         '',
