@@ -36,6 +36,11 @@ model = dict(
             in_channels=fpn_channels, fc_out_channels=256,
             num_classes=len(classes))),
     train_cfg=dict(
+        # anchors crossing the border are used (the real configs ignore
+        # them, as the original): the demo keeps the real anchor sizes
+        # (32-512 px) on images 1/5 of the real size, where no anchor above
+        # 64 px would lie inside a 128-px image
+        rpn=dict(allowed_border=-1),
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
         # 64 RoIs per image (mmdet: 512): these small images hold 1-4
         # objects, and on a CPU mmcv's RoIAlign (backward above all) was
