@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from projects.dap.dap.box_fitting import (FALLBACK_THRESHOLD, fit_cam_boxes,
-                                          fit_cam_boxes_batched,
                                           fit_cam_boxes_with_thresholds)
 from projects.dap.dap.cam import (CAMExtractor, compute_cam, fuse_cams,
                                   normalize_cam, resized_size)
@@ -125,6 +124,62 @@ def test_fuse_2x2_into_4x4_by_hand():
     batched = fuse_cams(small[None].repeat(2, 1, 1),
                         large[None].repeat(2, 1, 1))
     assert batched.shape == (2, 4, 4)
+    with pytest.raises(ValueError, match='at least one'):
+        fuse_cams()
+
+
+class PatternClassifier(torch.nn.Module):
+    """Features set by hand: one channel whose value at each cell is
+    ``PATTERNS[input height]`` (whatever the pixels); class 0 is
+    ``2 f + 1``, class 1 is ``-f``."""
+
+    PATTERNS = {
+        32: torch.tensor([[0.0, 1.0], [3.0, 4.0]]),
+        64: torch.zeros(4, 4)
+    }
+    PATTERNS[64][0, 0], PATTERNS[64][2, 2] = 8.0, 4.0
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Module()
+        self.head.fc = torch.nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.fc.weight.copy_(torch.tensor([[2.0], [-1.0]]))
+            self.head.fc.bias.copy_(torch.tensor([1.0, 0.0]))
+
+    def extract_feat(self, x, stage='neck'):
+        pattern = self.PATTERNS[x.shape[-2]]
+        return (pattern.expand(x.shape[0], 1, *pattern.shape), )
+
+
+def test_two_scale_extractor_fuses_by_hand():
+    """Scales 32 and 64 of a 64 x 64 image with stride 16: 2 x 2 and 4 x 4
+    CAMs known by hand, nearest-fused (bilinear would give other values)."""
+    extractor = CAMExtractor(
+        PatternClassifier(), scales=(32, 64), flip=False, stride=16)
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    cam0, cam1 = extractor([image, image], [0, 1])
+    # class 0, min-max normalised: 32 -> [[0, .25], [.75, 1]], 64 -> f / 8;
+    # each 32 cell covers a 2 x 2 block of the 64 grid.
+    want0 = torch.tensor([[1.0, 0.0, 0.25, 0.25], [0.0, 0.0, 0.25, 0.25],
+                          [0.75, 0.75, 1.5, 1.0], [0.75, 0.75, 1.0, 1.0]])
+    assert torch.equal(cam0, want0 / 2) and not cam0.requires_grad
+    # class 1 (-f): each normalised map is 1 - the class-0 map.
+    assert torch.equal(cam1, 1 - want0 / 2)
+    # Fused on the 32 grid: the 64 map is sampled at rows / columns 0, 2.
+    small = CAMExtractor(
+        PatternClassifier(),
+        scales=(32, 64),
+        flip=False,
+        stride=16,
+        fusion_scale=32)([image], [0])[0]
+    assert torch.equal(small, torch.tensor([[1.0, 0.25], [0.75, 1.5]]) / 2)
+    # The same numbers as the fusion helper on the two normalised maps.
+    maps = [
+        normalize_cam(2 * PatternClassifier.PATTERNS[s] + 1) for s in (32, 64)
+    ]
+    assert torch.equal(fuse_cams(*maps), cam0)
+    assert torch.equal(fuse_cams(*maps, onto=0), small)
 
 
 def test_resized_size_follows_torchvision_rounding():
@@ -180,10 +235,18 @@ def test_tiny_resnet_batched_equals_one_at_a_time():
     grouped = CAMExtractor(model, scales=(32, 64), max_batch=4)(images, labels)
     for a, b in zip(grouped, cams):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-    boxes = fit_cam_boxes_batched([c.numpy() for c in cams],
-                                  image_hw=sizes,
-                                  cam_scale=64)
-    assert all(len(r.boxes) >= 1 for r in boxes)
+    # Each map is its own steps composed: preprocess, flip-averaged
+    # features, the label's CAM, min-max per scale, nearest fusion on 64.
+    for cam, image, label in zip(cams, images, labels):
+        steps = [
+            normalize_cam(
+                compute_cam(
+                    extractor.features(
+                        extractor.preprocess(image.float(), True, s)[None]),
+                    model.head.fc.weight, model.head.fc.bias, [label]))[0]
+            for s in (32, 64)
+        ]
+        assert torch.equal(cam, fuse_cams(*steps))
 
 
 def test_bright_blob_gives_a_box_around_it():
