@@ -38,7 +38,8 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
         'optim_wrapper.optimizer.lr=0.0123', 'param_scheduler=[]',
         'default_hooks.logger.interval=1',
         'default_hooks.checkpoint.interval=4'
-    ], cwd=shapes_workspace)
+    ],
+                    cwd=shapes_workspace)
     assert (work / 'iter_4.pth').exists(), proc.stdout[-3000:]
     rows = [r for r in _scalars(work) if 'loss' in r]
     # every iteration logged, with the overridden LR (no scheduler)
@@ -48,8 +49,10 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
     # validation ran at the end of training and produced COCO numbers
     assert 'coco/bbox_mAP' in proc.stdout
 
-    proc = run_tool([TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir',
-                     tmp_path / 'eval'], cwd=shapes_workspace)
+    proc = run_tool([
+        TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir', tmp_path / 'eval'
+    ],
+                    cwd=shapes_workspace)
     assert 'coco/bbox_mAP_50' in proc.stdout
     assert 'Load checkpoint from' in proc.stdout
 
@@ -76,10 +79,14 @@ def test_resume_after_kill_continues_from_saved_iteration(
         'default_hooks.logger.interval=1'
     ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.Popen([sys.executable, TRAIN, QUICKSTART, '--work-dir',
-                             str(work)] + opts, cwd=shapes_workspace,
-                            env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, QUICKSTART, '--work-dir',
+         str(work)] + opts,
+        cwd=shapes_workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
     try:
         _wait_for_checkpoint(work, 'iter_2.pth', proc)
     finally:
@@ -91,8 +98,9 @@ def test_resume_after_kill_continues_from_saved_iteration(
             (work / extra).unlink()
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
 
-    out = run_tool([TRAIN, QUICKSTART, '--work-dir', work, '--resume'] +
-                   opts, cwd=shapes_workspace).stdout
+    out = run_tool(
+        [TRAIN, QUICKSTART, '--work-dir', work, '--resume'] + opts,
+        cwd=shapes_workspace).stdout
     assert 'resumed epoch: 0, iter: 2' in out
     rows = [r for r in _scalars(work) if 'loss' in r]
     assert [r['iter'] for r in rows] == [3, 4, 5, 6]
@@ -146,7 +154,8 @@ def test_resume_restores_optimizer_state(shapes_workspace, tmp_path):
         TRAIN, QUICKSTART, '--work-dir', work, '--cfg-options',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
         'default_hooks.checkpoint.interval=2'
-    ], cwd=shapes_workspace)
+    ],
+             cwd=shapes_workspace)
     out = run_tool([
         sys.executable, '-c', RESUME_CHECK, QUICKSTART, work / 'iter_2.pth',
         work / 'resumed', shapes_workspace / 'data' / 'shapes_coco'
@@ -172,19 +181,24 @@ def _crafted(marker):
     from mmengine.logging import HistoryBuffer
     touch = f"open({str(marker)!r}, 'w').close()"
     return {
-        'eval': _Call(builtins.eval, touch),
-        'exec': _Call(builtins.exec, touch),
-        'subprocess.call': _Call(subprocess.call, ['touch', str(marker)]),
-        'os.system': _Call(os.system, f'touch {marker}'),
+        'eval':
+        _Call(builtins.eval, touch),
+        'exec':
+        _Call(builtins.exec, touch),
+        'subprocess.call':
+        _Call(subprocess.call, ['touch', str(marker)]),
+        'os.system':
+        _Call(os.system, f'touch {marker}'),
         # getattr(getattr(HistoryBuffer, 'mean'), '__globals__'): an allowed
         # first step, then a way out to the module's globals
-        'getattr chain': _Call(getattr, _Call(getattr, HistoryBuffer,
-                                              'mean'), '__globals__'),
+        'getattr chain':
+        _Call(getattr, _Call(getattr, HistoryBuffer, 'mean'), '__globals__'),
     }
 
 
-@pytest.mark.parametrize('registered', [False, True],
-                         ids=['alone', 'after-other-libraries-registered'])
+@pytest.mark.parametrize(
+    'registered', [False, True],
+    ids=['alone', 'after-other-libraries-registered'])
 def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
     """Every payload is refused, by our loader and by mmengine's (which is
     ours for local files), even when other code allow-listed the real
@@ -200,8 +214,10 @@ def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
     serialization = torch.serialization
     before = serialization.get_safe_globals()
     marker = tmp_path / 'pwned'
-    others = [builtins.getattr, builtins.eval, builtins.exec,
-              subprocess.call, os.system]
+    others = [
+        builtins.getattr, builtins.eval, builtins.exec, subprocess.call,
+        os.system
+    ]
     try:
         if registered:
             serialization.add_safe_globals(others)
@@ -220,6 +236,90 @@ def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
         serialization.add_safe_globals(before)
 
 
+def test_safe_loading_ignores_torch_force_no_weights_only(
+        tmp_path, monkeypatch):
+    """``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (set for some other tool)
+    switches torch's default to full unpickling; our loads pass
+    ``weights_only=True`` explicitly, so they stay safe.  mmengine's own
+    local loader (torch's default) would run the payload here, so this
+    also shows that mmengine's local loader is ours once
+    :func:`register_checkpoint_loader` ran."""
+    import pickle
+
+    from mmengine.runner import CheckpointLoader
+    from mmengine.runner.checkpoint import load_from_local
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    from projects.dap.dap.utils.checkpoint import (load_local_checkpoint,
+                                                   register_checkpoint_loader)
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'eval.pth'
+    torch.save({'x': _crafted(marker)['eval']}, path)
+    try:
+        # mmengine's loader back in place, then ours registered (twice:
+        # registering again must replace, not fail)
+        CheckpointLoader.register_scheme('', load_from_local, force=True)
+        register_checkpoint_loader()
+        register_checkpoint_loader()
+        for load in (load_checkpoint_safely, CheckpointLoader.load_checkpoint):
+            with pytest.raises(pickle.UnpicklingError):
+                load(str(path))
+            assert not marker.exists(), load
+    finally:
+        CheckpointLoader.register_scheme('', load_local_checkpoint, force=True)
+
+
+def _retag_storages(path, location):
+    """Rewrite a CPU checkpoint as if saved on ``location`` (e.g. a GPU)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path) as src, \
+            zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith('/data.pkl'):
+                cpu = b'X\x03\x00\x00\x00cpu'
+                assert cpu in data
+                data = data.replace(
+                    cpu, b'X' + len(location).to_bytes(4, 'little') +
+                    location.encode())
+            dst.writestr(info.filename, data)
+    path.write_bytes(buf.getvalue())
+
+
+def test_gpu_checkpoints_load_on_cpu_and_map_location_is_passed(tmp_path):
+    """A checkpoint saved on a GPU loads on a CPU-only machine (default
+    ``map_location='cpu'``); a given ``map_location`` reaches torch, also
+    through mmengine's loader; a missing file names itself."""
+    from mmengine.runner import CheckpointLoader
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    if torch.cuda.is_available():
+        pytest.skip('needs a machine without CUDA')
+    path = tmp_path / 'gpu.pth'
+    torch.save({'w': torch.arange(3.0)}, path)
+    _retag_storages(path, 'cuda:0')
+    with pytest.raises(RuntimeError, match='CUDA'):
+        torch.load(path, weights_only=True)
+    assert load_checkpoint_safely(path)['w'].tolist() == [0.0, 1.0, 2.0]
+
+    seen = []
+
+    def to_cpu(storage, location):
+        seen.append(location)
+        return storage
+
+    for load in (load_checkpoint_safely, CheckpointLoader.load_checkpoint):
+        seen.clear()
+        loaded = load(str(path), map_location=to_cpu)
+        assert loaded['w'].tolist() == [0.0, 1.0, 2.0] and seen == ['cuda:0']
+    missing = str(tmp_path / 'missing.pth')
+    with pytest.raises(FileNotFoundError, match='missing.pth can not be'):
+        CheckpointLoader.load_checkpoint(missing)
+
+
 def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
     """Exact contents: no entry can slip in unnoticed."""
     import numpy.dtypes
@@ -229,12 +329,15 @@ def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
     from projects.dap.dap.utils.checkpoint import _history_buffer_getattr
     names = {}
     for entry in safe_checkpoint_globals():
-        obj, name = entry if isinstance(entry, tuple) else (
-            entry, f'{entry.__module__}.{entry.__qualname__}')
+        obj, name = entry if isinstance(
+            entry, tuple) else (entry,
+                                f'{entry.__module__}.{entry.__qualname__}')
         assert name not in names, name
         names[name] = obj
-    dtypes = {f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
-              for n in dir(numpy.dtypes) if n.endswith('DType')}
+    dtypes = {
+        f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
+        for n in dir(numpy.dtypes) if n.endswith('DType')
+    }
     assert set(names) - dtypes == {
         'mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray',
         'numpy.dtype', 'numpy.core.multiarray._reconstruct',
@@ -277,21 +380,30 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
 
     path = tmp_path / 'sneaky.pth'
     torch.save({'x': Sneaky()}, path)
-    with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
+    with pytest.raises(
+            pickle.UnpicklingError,
+            match=r"refusing getattr\(<class 'mmengine.*HistoryBuffer'>, "
+            r"'__init__'\).*only the HistoryBuffer statistics methods "
+            r"\['current', 'max', 'mean', 'min'\]"):
         load_checkpoint_safely(path)
 
     buffer = HistoryBuffer()
     buffer.update(3.0)
     buffer.update(5.0)
-    torch.save({'hub': buffer, 'arr': np.arange(3), 'f': np.float64(2.5)},
-               tmp_path / 'ok.pth')
+    torch.save({
+        'hub': buffer,
+        'arr': np.arange(3),
+        'f': np.float64(2.5)
+    }, tmp_path / 'ok.pth')
     loaded = load_checkpoint_safely(tmp_path / 'ok.pth')
     assert loaded['hub'].mean() == 4.0 and loaded['hub'].current() == 5.0
     assert loaded['arr'].tolist() == [0, 1, 2] and loaded['f'] == 2.5
 
     # an empty buffer (e.g. a metric never updated) holds empty arrays
-    torch.save({'hub': HistoryBuffer(), 'boxes': np.zeros((0, 4))},
-               tmp_path / 'empty.pth')
+    torch.save({
+        'hub': HistoryBuffer(),
+        'boxes': np.zeros((0, 4))
+    }, tmp_path / 'empty.pth')
     loaded = load_checkpoint_safely(tmp_path / 'empty.pth')
     assert len(loaded['hub'].data[0]) == 0
     assert loaded['boxes'].shape == (0, 4)
@@ -299,8 +411,7 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
 
 def _world_sizes(work):
     """World size as each rank saw it, by rank."""
-    return [int((work / f'probe_rank{r}.txt').read_text())
-            for r in range(2)]
+    return [int((work / f'probe_rank{r}.txt').read_text()) for r in range(2)]
 
 
 @pytest.mark.skipif(shutil.which('mpirun') is None, reason='no MPI')
@@ -312,28 +423,37 @@ def test_mpirun_two_ranks(shapes_workspace, tmp_path, probe_config):
         sys.executable, TRAIN, probe_config, '--launcher', 'mpi', '--work-dir',
         work, '--cfg-options', 'train_cfg.max_iters=2',
         'train_cfg.val_interval=2'
-    ], cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+    ],
+                    cwd=shapes_workspace,
+                    env={'PYTHONPATH': HELPERS})
     assert _world_sizes(work) == [2, 2]
     assert (work / 'iter_2.pth').exists()
     assert 'coco/bbox_mAP' in proc.stdout
 
 
-def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
-                                     probe_config):
+def test_dist_train_sh_two_processes(shapes_workspace, tmp_path, probe_config):
     work = tmp_path / 'work'
     proc = run_tool([
-        'bash', osp.join(REPO, 'tools', 'dist_train.sh'), probe_config, '2',
-        '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
-        'train_cfg.val_interval=2'
-    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
-                                  'PYTHONPATH': HELPERS})
+        'bash',
+        osp.join(REPO, 'tools',
+                 'dist_train.sh'), probe_config, '2', '--work-dir', work,
+        '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2'
+    ],
+                    cwd=shapes_workspace,
+                    env={
+                        'PORT': str(free_port()),
+                        'PYTHONPATH': HELPERS
+                    })
     assert _world_sizes(work) == [2, 2]
     assert 'coco/bbox_mAP' in proc.stdout
 
     # and the checkpoint evaluates on 2 processes (results gathered on CPU)
     proc = run_tool([
-        'bash', osp.join(REPO, 'tools', 'dist_test.sh'), QUICKSTART,
+        'bash',
+        osp.join(REPO, 'tools', 'dist_test.sh'), QUICKSTART,
         work / 'iter_2.pth', '2', '--work-dir', tmp_path / 'eval'
-    ], cwd=shapes_workspace, env={'PORT': str(free_port())})
+    ],
+                    cwd=shapes_workspace,
+                    env={'PORT': str(free_port())})
     assert 'coco/bbox_mAP_50' in proc.stdout
     assert (work / 'iter_2.pth').exists()
