@@ -6,6 +6,7 @@ on generated shapes data; every run is a subprocess.
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from conftest import QUICKSTART, REPO, free_port, run_tool
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
+HELPERS = osp.join(REPO, 'tests', 'helpers')
 
 
 def _scalars(work_dir):
@@ -37,24 +39,86 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
         'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
         'optim_wrapper.optimizer.lr=0.0123', 'param_scheduler=[]',
         'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=4'
-    ],
-                    cwd=shapes_workspace)
+        'default_hooks.checkpoint.interval=4',
+        f'val_evaluator.outfile_prefix={tmp_path / "val"}'
+    ], cwd=shapes_workspace)
     assert (work / 'iter_4.pth').exists(), proc.stdout[-3000:]
     rows = [r for r in _scalars(work) if 'loss' in r]
     # every iteration logged, with the overridden LR (no scheduler)
     assert [r['iter'] for r in rows] == [1, 2, 3, 4]
     assert all(abs(r['lr'] - 0.0123) < 1e-9 for r in rows)
     assert all(r['loss'] == r['loss'] for r in rows)  # not NaN
-    # validation ran at the end of training and produced COCO numbers
-    assert 'coco/bbox_mAP' in proc.stdout
+    # validation ran at the end of training: its numbers are pycocotools'
+    # on its predictions (computed here)
+    val_ann = shapes_workspace / 'data/shapes_coco/annotations/val.json'
+    val = tmp_path / 'val.bbox.json'
+    assert _printed_coco(proc.stdout) == _pycocotools_coco(val_ann, val)
 
-    proc = run_tool([
-        TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir', tmp_path / 'eval'
-    ],
+    proc = run_tool([TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir',
+                     tmp_path / 'eval', '--cfg-options',
+                     f'test_evaluator.outfile_prefix={tmp_path / "test"}'],
                     cwd=shapes_workspace)
-    assert 'coco/bbox_mAP_50' in proc.stdout
     assert 'Load checkpoint from' in proc.stdout
+    # the saved weights are the trained ones: the same predictions
+    validated = json.loads(val.read_text())
+    tested = json.loads((tmp_path / 'test.bbox.json').read_text())
+    assert len(validated) > 0
+    ids = [p['image_id'] for p in validated]
+    assert [p['image_id'] for p in tested] == ids
+    np.testing.assert_allclose([p['bbox'] + [p['score']] for p in tested],
+                               [p['bbox'] + [p['score']] for p in validated],
+                               atol=1e-3)
+    assert _printed_coco(proc.stdout) == _pycocotools_coco(
+        val_ann, tmp_path / 'test.bbox.json')
+
+
+def _printed_coco(stdout):
+    """The last ``coco/bbox_*`` numbers a tool printed."""
+    found = dict(re.findall(r'coco/(bbox_mAP\w*): (-?\d+\.\d+)', stdout))
+    assert len(found) == 6, stdout[-3000:]
+    return {name: float(value) for name, value in found.items()}
+
+
+def _pycocotools_coco(ann_file, results_json):
+    """COCO box AP of a results file, computed here with pycocotools
+    (rounded to 3 decimals as mmdet reports it)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    gt = COCO(str(ann_file))
+    evaluation = COCOeval(gt, gt.loadRes(str(results_json)), 'bbox')
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    names = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s',
+             'bbox_mAP_m', 'bbox_mAP_l']
+    return {n: round(float(v), 3) for n, v in zip(names, evaluation.stats)}
+
+
+@pytest.fixture
+def ground_truth_config(tmp_path):
+    """The quick-start data and evaluator with a model that predicts the
+    ground truth (tests/helpers/gt_detector.py), and its checkpoint."""
+    path = tmp_path / 'gt_config.py'
+    path.write_text(
+        f'_base_ = [{QUICKSTART!r}]\n'
+        "custom_imports = dict(imports=['projects.dap.dap', 'gt_detector'], "
+        'allow_failed_imports=False)\n'
+        "model = dict(_delete_=True, type='GroundTruthDetector', "
+        "data_preprocessor=dict(type='DetDataPreprocessor'))\n")
+    torch.save({'state_dict': {'unused': torch.zeros(1)}}, tmp_path / 'gt.pth')
+    return path, tmp_path / 'gt.pth'
+
+
+PERFECT = {'bbox_mAP': 1.0, 'bbox_mAP_50': 1.0, 'bbox_mAP_75': 1.0}
+
+
+def test_test_tool_scores_ground_truth_as_perfect(
+        shapes_workspace, tmp_path, ground_truth_config):
+    """A known answer: the ground truth as predictions has COCO mAP 1."""
+    config, ckpt = ground_truth_config
+    proc = run_tool([TEST, config, ckpt, '--work-dir', tmp_path / 'eval'],
+                    cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+    assert PERFECT.items() <= _printed_coco(proc.stdout).items()
 
 
 def _wait_for_checkpoint(work, name, proc, timeout=400):
@@ -79,14 +143,10 @@ def test_resume_after_kill_continues_from_saved_iteration(
         'default_hooks.logger.interval=1'
     ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.Popen(
-        [sys.executable, TRAIN, QUICKSTART, '--work-dir',
-         str(work)] + opts,
-        cwd=shapes_workspace,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
+    proc = subprocess.Popen([sys.executable, TRAIN, QUICKSTART, '--work-dir',
+                             str(work)] + opts, cwd=shapes_workspace,
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for_checkpoint(work, 'iter_2.pth', proc)
     finally:
@@ -98,9 +158,8 @@ def test_resume_after_kill_continues_from_saved_iteration(
             (work / extra).unlink()
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
 
-    out = run_tool(
-        [TRAIN, QUICKSTART, '--work-dir', work, '--resume'] + opts,
-        cwd=shapes_workspace).stdout
+    out = run_tool([TRAIN, QUICKSTART, '--work-dir', work, '--resume'] +
+                   opts, cwd=shapes_workspace).stdout
     assert 'resumed epoch: 0, iter: 2' in out
     rows = [r for r in _scalars(work) if 'loss' in r]
     assert [r['iter'] for r in rows] == [3, 4, 5, 6]
@@ -154,8 +213,7 @@ def test_resume_restores_optimizer_state(shapes_workspace, tmp_path):
         TRAIN, QUICKSTART, '--work-dir', work, '--cfg-options',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
         'default_hooks.checkpoint.interval=2'
-    ],
-             cwd=shapes_workspace)
+    ], cwd=shapes_workspace)
     out = run_tool([
         sys.executable, '-c', RESUME_CHECK, QUICKSTART, work / 'iter_2.pth',
         work / 'resumed', shapes_workspace / 'data' / 'shapes_coco'
@@ -181,24 +239,19 @@ def _crafted(marker):
     from mmengine.logging import HistoryBuffer
     touch = f"open({str(marker)!r}, 'w').close()"
     return {
-        'eval':
-        _Call(builtins.eval, touch),
-        'exec':
-        _Call(builtins.exec, touch),
-        'subprocess.call':
-        _Call(subprocess.call, ['touch', str(marker)]),
-        'os.system':
-        _Call(os.system, f'touch {marker}'),
+        'eval': _Call(builtins.eval, touch),
+        'exec': _Call(builtins.exec, touch),
+        'subprocess.call': _Call(subprocess.call, ['touch', str(marker)]),
+        'os.system': _Call(os.system, f'touch {marker}'),
         # getattr(getattr(HistoryBuffer, 'mean'), '__globals__'): an allowed
         # first step, then a way out to the module's globals
-        'getattr chain':
-        _Call(getattr, _Call(getattr, HistoryBuffer, 'mean'), '__globals__'),
+        'getattr chain': _Call(getattr, _Call(getattr, HistoryBuffer,
+                                              'mean'), '__globals__'),
     }
 
 
-@pytest.mark.parametrize(
-    'registered', [False, True],
-    ids=['alone', 'after-other-libraries-registered'])
+@pytest.mark.parametrize('registered', [False, True],
+                         ids=['alone', 'after-other-libraries-registered'])
 def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
     """Every payload is refused, by our loader and by mmengine's (which is
     ours for local files), even when other code allow-listed the real
@@ -214,10 +267,8 @@ def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
     serialization = torch.serialization
     before = serialization.get_safe_globals()
     marker = tmp_path / 'pwned'
-    others = [
-        builtins.getattr, builtins.eval, builtins.exec, subprocess.call,
-        os.system
-    ]
+    others = [builtins.getattr, builtins.eval, builtins.exec,
+              subprocess.call, os.system]
     try:
         if registered:
             serialization.add_safe_globals(others)
@@ -267,7 +318,8 @@ def test_safe_loading_ignores_torch_force_no_weights_only(
                 load(str(path))
             assert not marker.exists(), load
     finally:
-        CheckpointLoader.register_scheme('', load_local_checkpoint, force=True)
+        CheckpointLoader.register_scheme(
+            '', load_local_checkpoint, force=True)
 
 
 def _retag_storages(path, location):
@@ -329,15 +381,12 @@ def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
     from projects.dap.dap.utils.checkpoint import _history_buffer_getattr
     names = {}
     for entry in safe_checkpoint_globals():
-        obj, name = entry if isinstance(
-            entry, tuple) else (entry,
-                                f'{entry.__module__}.{entry.__qualname__}')
+        obj, name = entry if isinstance(entry, tuple) else (
+            entry, f'{entry.__module__}.{entry.__qualname__}')
         assert name not in names, name
         names[name] = obj
-    dtypes = {
-        f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
-        for n in dir(numpy.dtypes) if n.endswith('DType')
-    }
+    dtypes = {f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
+              for n in dir(numpy.dtypes) if n.endswith('DType')}
     assert set(names) - dtypes == {
         'mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray',
         'numpy.dtype', 'numpy.core.multiarray._reconstruct',
@@ -352,12 +401,10 @@ def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
         HistoryBuffer
 
 
-HELPERS = osp.join(REPO, 'tests', 'helpers')
-
-
 @pytest.fixture
 def probe_config(tmp_path):
-    """The quick-start config plus a hook recording each rank's world size."""
+    """The quick-start config plus a hook recording, on each rank, the world
+    size, the images trained on and the weights (tests/helpers)."""
     path = tmp_path / 'probe_config.py'
     path.write_text(
         f'_base_ = [{QUICKSTART!r}]\n'
@@ -390,28 +437,38 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
     buffer = HistoryBuffer()
     buffer.update(3.0)
     buffer.update(5.0)
-    torch.save({
-        'hub': buffer,
-        'arr': np.arange(3),
-        'f': np.float64(2.5)
-    }, tmp_path / 'ok.pth')
+    torch.save({'hub': buffer, 'arr': np.arange(3), 'f': np.float64(2.5)},
+               tmp_path / 'ok.pth')
     loaded = load_checkpoint_safely(tmp_path / 'ok.pth')
     assert loaded['hub'].mean() == 4.0 and loaded['hub'].current() == 5.0
     assert loaded['arr'].tolist() == [0, 1, 2] and loaded['f'] == 2.5
 
     # an empty buffer (e.g. a metric never updated) holds empty arrays
-    torch.save({
-        'hub': HistoryBuffer(),
-        'boxes': np.zeros((0, 4))
-    }, tmp_path / 'empty.pth')
+    torch.save({'hub': HistoryBuffer(), 'boxes': np.zeros((0, 4))},
+               tmp_path / 'empty.pth')
     loaded = load_checkpoint_safely(tmp_path / 'empty.pth')
     assert len(loaded['hub'].data[0]) == 0
     assert loaded['boxes'].shape == (0, 4)
 
 
-def _world_sizes(work):
-    """World size as each rank saw it, by rank."""
-    return [int((work / f'probe_rank{r}.txt').read_text()) for r in range(2)]
+def _check_two_ranks(work, iters=2):
+    """Both ranks in a world of 2, each iteration on different images, from
+    the same initial weights to the same final ones (DDP averaged the
+    gradients), which training changed and the checkpoint holds."""
+    from helpers.world_probe import state_digest
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    probes = [json.loads((work / f'probe_rank{r}.json').read_text())
+              for r in range(2)]
+    assert [p['world'] for p in probes] == [2, 2]
+    rank0, rank1 = (p['img_ids'] for p in probes)
+    assert len(rank0) == len(rank1) == iters
+    for ids0, ids1 in zip(rank0, rank1):
+        assert ids0 and ids1 and not set(ids0) & set(ids1), (rank0, rank1)
+    assert probes[0]['initial'] == probes[1]['initial']
+    assert probes[0]['final'] == probes[1]['final'] != probes[0]['initial']
+    saved = load_checkpoint_safely(work / f'iter_{iters}.pth')['state_dict']
+    assert state_digest(saved) == probes[0]['final']
 
 
 @pytest.mark.skipif(shutil.which('mpirun') is None, reason='no MPI')
@@ -423,37 +480,29 @@ def test_mpirun_two_ranks(shapes_workspace, tmp_path, probe_config):
         sys.executable, TRAIN, probe_config, '--launcher', 'mpi', '--work-dir',
         work, '--cfg-options', 'train_cfg.max_iters=2',
         'train_cfg.val_interval=2'
-    ],
-                    cwd=shapes_workspace,
-                    env={'PYTHONPATH': HELPERS})
-    assert _world_sizes(work) == [2, 2]
-    assert (work / 'iter_2.pth').exists()
+    ], cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+    _check_two_ranks(work)
     assert 'coco/bbox_mAP' in proc.stdout
 
 
-def test_dist_train_sh_two_processes(shapes_workspace, tmp_path, probe_config):
+def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
+                                     probe_config, ground_truth_config):
     work = tmp_path / 'work'
     proc = run_tool([
-        'bash',
-        osp.join(REPO, 'tools',
-                 'dist_train.sh'), probe_config, '2', '--work-dir', work,
-        '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2'
-    ],
-                    cwd=shapes_workspace,
-                    env={
-                        'PORT': str(free_port()),
-                        'PYTHONPATH': HELPERS
-                    })
-    assert _world_sizes(work) == [2, 2]
+        'bash', osp.join(REPO, 'tools', 'dist_train.sh'), probe_config, '2',
+        '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2'
+    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
+                                  'PYTHONPATH': HELPERS})
+    _check_two_ranks(work)
     assert 'coco/bbox_mAP' in proc.stdout
 
-    # and the checkpoint evaluates on 2 processes (results gathered on CPU)
+    # dist_test.sh on 2 processes gathers every image's results once (on
+    # CPU): the ground truth as predictions scores exactly 1
+    config, ckpt = ground_truth_config
     proc = run_tool([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_test.sh'), QUICKSTART,
-        work / 'iter_2.pth', '2', '--work-dir', tmp_path / 'eval'
-    ],
-                    cwd=shapes_workspace,
-                    env={'PORT': str(free_port())})
-    assert 'coco/bbox_mAP_50' in proc.stdout
-    assert (work / 'iter_2.pth').exists()
+        'bash', osp.join(REPO, 'tools', 'dist_test.sh'), config, ckpt, '2',
+        '--work-dir', tmp_path / 'eval'
+    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
+                                  'PYTHONPATH': HELPERS})
+    assert PERFECT.items() <= _printed_coco(proc.stdout).items()
