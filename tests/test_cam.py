@@ -301,20 +301,77 @@ def test_the_padded_input_is_flipped():
     assert (batch[0, :, :, 80:] == 0).all()
 
 
+def test_extractor_settings_are_checked_with_clear_errors():
+    ok = BrightnessClassifier()
+    default = CAMExtractor(ok)
+    assert default.scales == (288, 576) and default.fusion_scale == 576
+    assert default.flip is True and default.stride == 32
+    assert default.max_batch == 1
+    # no data_preprocessor: ImageNet's statistics
+    assert default.mean == (123.675, 116.28, 103.53)
+    assert default.std == (58.395, 57.12, 57.375)
+    given = CAMExtractor(ok, scales=[64.0, 32], flip=0, stride=16.0,
+                         mean=[1, 2, 3], std=[4, 5, 6], max_batch=2.0)
+    assert given.scales == (64, 32) and given.fusion_scale == 64
+    assert given.flip is False and given.stride == 16
+    assert given.mean == (1.0, 2.0, 3.0) and given.std == (4.0, 5.0, 6.0)
+    assert given.max_batch == 2
+    bad = [
+        (dict(scales=()), r'^scales must be positive, got \(\)$'),
+        (dict(scales=(64, 0)), r'^scales must be positive, got \(64, 0\)$'),
+        (dict(stride=0), r'^stride must be positive, got 0$'),
+        (dict(scales=(64, ), fusion_scale=32),
+         r'^fusion_scale 32 is not one of the scales \(64,\)$'),
+        (dict(mean=(1, 2)), r'^need 3 means and 3 positive stds, got '
+         r'\(1, 2\), \(58.395, 57.12, 57.375\)$'),
+        (dict(std=(1, 2, 3, 4)), r'need 3 means and 3 positive stds'),
+        (dict(std=(1, 0, 3)), r'need 3 means and 3 positive stds'),
+        (dict(max_batch=0), r'^max_batch must be >= 1, got 0$'),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            CAMExtractor(ok, **kwargs)
+    CAMExtractor(ok, scales=(1, ), stride=1, max_batch=1)  # smallest valid
+    with pytest.raises(ValueError, match=r'^the classifier needs a linear '
+                       r'head `head.fc` \(mmpretrain LinearClsHead\)$'):
+        CAMExtractor(torch.nn.Linear(2, 2))
+    no_features = torch.nn.Module()
+    no_features.head = torch.nn.Module()
+    no_features.head.fc = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"^the classifier needs "
+                       r"extract_feat\(x, stage='backbone'\) "
+                       r"\(mmpretrain ImageClassifier\)$"):
+        CAMExtractor(no_features)
+
+
 def test_bad_input_raises_clear_errors():
     extractor = CAMExtractor(BrightnessClassifier(), scales=(64, ))
     good = torch.zeros(3, 40, 40, dtype=torch.uint8)
-    with pytest.raises(ValueError, match='2 images but 1 labels'):
+    with pytest.raises(ValueError, match='^2 images but 1 labels$'):
         extractor([good, good], [0])
-    with pytest.raises(ValueError, match='label 2 is outside'):
-        extractor([good], [2])
-    with pytest.raises(ValueError, match=r'image 1: a tensor image must be'):
+    for label in (2, -1):
+        with pytest.raises(ValueError, match=rf"^image 0: label {label} is "
+                           r"outside the classifier's classes \[0, 2\)$"):
+            extractor([good], [label])
+    with pytest.raises(ValueError, match=r'^image 1: a tensor image must be '
+                       r'\(3, H, W\) RGB, got \(40, 40, 3\)$'):
         extractor([good, torch.zeros(40, 40, 3)], [0, 0])
-    with pytest.raises(ValueError, match=r'image 0: a numpy image must be'):
+    with pytest.raises(ValueError, match=r'got \(3, 0, 4\)$'):
+        extractor([torch.zeros(3, 0, 4)], [0])
+    with pytest.raises(ValueError, match=r'^image 0: a numpy image must be '
+                       r'\(H, W, 3\) RGB, got \(3, 40, 40\)$'):
         extractor([np.zeros((3, 40, 40), np.uint8)], [0])
-    with pytest.raises(ValueError, match='NaN'):
+    with pytest.raises(ValueError, match=r'got \(40, 40\)$'):
+        extractor([np.zeros((40, 40), np.uint8)], [0])
+    with pytest.raises(ValueError, match=r'^image 0: expected a tensor or '
+                       r'array, got list$'):
+        extractor([[[0]]], [0])
+    with pytest.raises(ValueError, match='^image 0 holds NaN or inf values$'):
         extractor([torch.full((3, 8, 8), float('nan'))], [0])
-    with pytest.raises(ValueError, match='dtype'):
+    with pytest.raises(ValueError, match='^image 0 holds NaN or inf values$'):
+        extractor([torch.full((3, 8, 8), float('inf'))], [0])
+    with pytest.raises(ValueError, match=r'^image 0: dtype torch.int32 is '
+                       'neither uint8 nor float$'):
         extractor([torch.zeros(3, 8, 8, dtype=torch.int32)], [0])
     with pytest.raises(ValueError, match='fusion_scale'):
         CAMExtractor(BrightnessClassifier(), scales=(64, ), fusion_scale=32)
