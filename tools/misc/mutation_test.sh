@@ -35,7 +35,14 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 export PYTHONPATH=$ROOT OMP_NUM_THREADS=1
 glob="$dotted.x*__mutmut_*$digits"
-mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "$glob" > /dev/null
+mkdir -p mutants
+log=mutants/mutation_test.log
+if ! mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "$glob" > "$log" 2>&1
+then
+    tail -n 40 "$log" | tr '\r' '\n' | tail -n 40 >&2
+    echo "mutmut failed, see $log" >&2
+    exit 1
+fi
 mutmut results --all true | python -c '
 import fnmatch, sys
 from collections import Counter
