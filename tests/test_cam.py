@@ -92,6 +92,11 @@ def test_normalize_cam():
     out = normalize_cam(
         torch.tensor([[2.0, 7.0, 3.0]]), torch.tensor([[True, False, True]]))
     np.testing.assert_allclose(out, [[0, 0, 1]])
+    # a 0/1 mask of another dtype means the same
+    for dtype in (torch.uint8, torch.float32):
+        assert torch.equal(
+            normalize_cam(torch.tensor([[2.0, 7.0, 3.0]]),
+                          torch.tensor([[1, 0, 1]], dtype=dtype)), out)
 
 
 def test_constant_cam_gives_the_whole_map_box():
@@ -288,6 +293,21 @@ def test_synthetic_feature_blob_through_compute_cam():
     w, h = 35**0.5, 24**0.5
     np.testing.assert_allclose(
         boxes, [[13 - w / 2, 7.5 - h / 2, 13 + w / 2, 7.5 + h / 2]], atol=1e-6)
+
+
+def test_max_batch_groups_same_size_images():
+    """Same padded size, at most ``max_batch`` per forward (with flips)."""
+    classifier = BrightnessClassifier()
+    extractor = CAMExtractor(classifier, scales=(64, ), max_batch=2)
+    images = [torch.randint(0, 255, (3, 64, w), dtype=torch.uint8)
+              for w in (80, 70, 80, 100, 66)]
+    cams = extractor(images, [0] * 5)
+    # width 100 pads to 128: its own group; the four 96-wide ones in two
+    assert [tuple(x.shape) for x in classifier.inputs] == [
+        (4, 3, 64, 96), (4, 3, 64, 96), (2, 3, 64, 128)]
+    one_by_one = CAMExtractor(classifier, scales=(64, ))(images, [0] * 5)
+    for a, b in zip(cams, one_by_one):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_the_padded_input_is_flipped():
