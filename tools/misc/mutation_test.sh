@@ -6,7 +6,8 @@
 #         ends in a digit divisible by 10/N: N = 2, 5 or 10), a uniform
 #         sample over every function of a large module; default all.
 # Prints the module's killed / survived counts and score; `mutmut show NAME`
-# prints a survivor's diff, `mutmut browse` browses them.  Each mutant runs
+# prints a survivor's diff, `mutmut browse` browses them;
+# MUTATION_REPORT_ONLY=1 prints the last results again without running.  Each mutant runs
 # only the tests that call the mutated function (mutmut's first run records
 # them in mutants/mutmut-stats.json, about a minute).
 set -euo pipefail
@@ -37,7 +38,9 @@ export PYTHONPATH=$ROOT OMP_NUM_THREADS=1
 glob="$dotted.x*__mutmut_*$digits"
 mkdir -p mutants
 log=mutants/mutation_test.log
-if ! mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "$glob" > "$log" 2>&1
+if [ -n "${MUTATION_REPORT_ONLY:-}" ]; then
+    :  # only print the last results
+elif ! mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "$glob" > "$log" 2>&1
 then
     tail -n 40 "$log" | tr '\r' '\n' | tail -n 40 >&2
     echo "mutmut failed, see $log" >&2
@@ -54,9 +57,11 @@ count = Counter(mine.values())
 for name, state in sorted(mine.items()):
     if state not in ("killed", "timeout"):
         print(f"{state:>10}  {name}")
-killed = count["killed"] + count["timeout"]
-print(f"{glob}: {len(mine)} mutants, {killed} killed "
-      f"({count[\"timeout\"]} by timeout), {count[\"survived\"]} survived, "
-      f"{count[\"no tests\"]} not reached by a test; score "
-      f"{100 * killed / max(len(mine), 1):.1f} %")
+timeout, survived = count["timeout"], count["survived"]
+untested = count["no tests"]
+killed = count["killed"] + timeout
+score = 100 * killed / max(len(mine), 1)
+print(f"{glob}: {len(mine)} mutants, {killed} killed ({timeout} by "
+      f"timeout), {survived} survived, {untested} not reached by a test; "
+      f"score {score:.1f} %")
 ' "$glob"
