@@ -194,6 +194,44 @@ def test_resized_size_follows_torchvision_rounding():
     assert resized_size(576, 1000, 576) == (576, 1000)
 
 
+def test_preprocess_by_hand():
+    """Normalise with the given mean / std, zero-pad right and bottom to the
+    stride; a smaller scale resizes like PIL's bilinear (antialiased),
+    rounded back to integers for a uint8 image."""
+    from PIL import Image
+    extractor = CAMExtractor(
+        BrightnessClassifier(), scales=(20, ), stride=16,
+        mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 0.5))
+    mean = torch.tensor([10.0, 20.0, 30.0])[:, None, None]
+    std = torch.tensor([2.0, 4.0, 0.5])[:, None, None]
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8,
+                          generator=gen)
+    image[:, :5] = 0  # black and white regions stay 0 and 255
+    image[:, 5:10] = 255
+    # short side already 20: no resize; padded 20 x 30 -> 32 x 32
+    x = extractor.preprocess(image.float(), True, 20)
+    assert x.shape == (3, 32, 32)
+    assert torch.equal(x[:, :20, :30], (image.float() - mean) / std)
+    assert (x[:, 20:] == 0).all() and (x[:, :, 30:] == 0).all()
+    # short side 10: 10 x 15, what PIL's bilinear resize gives (+-1 level)
+    x = extractor.preprocess(image.float(), True, 10)
+    assert x.shape == (3, 16, 16)
+    pixels = x[:, :10, :15] * std + mean
+    assert torch.equal(pixels, pixels.round())
+    assert pixels.min() == 0 and pixels.max() == 255
+    pil = np.stack([
+        np.asarray(Image.fromarray(c.numpy()).resize((15, 10),
+                                                     Image.BILINEAR))
+        for c in image
+    ])
+    assert np.abs(pixels.numpy() - pil).max() <= 1
+    # a float image is not rounded
+    x = extractor.preprocess(image.float() + 0.25, False, 10)
+    assert not torch.equal(x[:, :10, :15] * std + mean,
+                           (x[:, :10, :15] * std + mean).round())
+
+
 def test_flip_average_equals_average_of_flipped_cams():
     model = tiny_resnet()
     image = torch.randint(0, 256, (3, 45, 65), dtype=torch.uint8)
@@ -331,10 +369,10 @@ def test_extractor_settings_are_checked_with_clear_errors():
     assert default.mean == (123.675, 116.28, 103.53)
     assert default.std == (58.395, 57.12, 57.375)
     given = CAMExtractor(ok, scales=[64.0, 32], flip=0, stride=16.0,
-                         mean=[1, 2, 3], std=[4, 5, 6], max_batch=2.0)
+                         mean=[1, 2, 3], std=[4, 0.5, 6], max_batch=2.0)
     assert given.scales == (64, 32) and given.fusion_scale == 64
     assert given.flip is False and given.stride == 16
-    assert given.mean == (1.0, 2.0, 3.0) and given.std == (4.0, 5.0, 6.0)
+    assert given.mean == (1.0, 2.0, 3.0) and given.std == (4.0, 0.5, 6.0)
     assert given.max_batch == 2
     bad = [
         (dict(scales=()), r'^scales must be positive, got \(\)$'),
