@@ -398,6 +398,25 @@ def test_batched_equals_single_exactly():
             np.testing.assert_array_equal(scores, got.scores)
 
 
+def test_batch_with_maps_without_components():
+    """Maps without components between others do not merge the groups of
+    their neighbours: map 0's last group (threshold index 1) and map 4's
+    first (index 0) stay apart, so map 4 keeps both blobs."""
+    first = np.zeros((10, 10))
+    first[1:7, 1:6] = 0.35  # area 30, above 0.2 and 0.3 only
+    last = np.zeros((10, 10))
+    last[0:3, 0:3] = 0.25  # area 9 and 6 >= 9 / 2, above 0.2 only
+    last[6:8, 5:8] = 0.25
+    last[9, 0] = 1.0
+    maps = [first] + [np.zeros((10, 10))] * 3 + [last]
+    batched = fit_cam_boxes_batched(maps, nms_iou=None)
+    for cam, got in zip(maps, batched):
+        assert_same(got, reference_fit(cam, nms_iou=None), atol=1e-12)
+    # both blobs at 0.2 (the peak is too small there), the peak at 0.3-0.5
+    np.testing.assert_array_equal(batched[4].thresholds,
+                                  [0.2, 0.2, 0.3, 0.4, 0.5])
+
+
 def test_padded_batch_and_torch_inputs():
     rng = np.random.default_rng(5)
     maps = [
