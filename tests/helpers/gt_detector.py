@@ -23,6 +23,7 @@ class GroundTruthDetector(BaseModel):
             # boxes are in original-image pixels, as predictions must be
             gt = sample.gt_instances
             sample.pred_instances = InstanceData(
-                bboxes=gt.bboxes, labels=gt.labels,
+                bboxes=gt.bboxes,
+                labels=gt.labels,
                 scores=torch.ones(len(gt.labels)))
         return data_samples

@@ -18,8 +18,8 @@ def state_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(state_dict):
         digest.update(name.encode())
-        digest.update(state_dict[name].detach().cpu().contiguous().numpy()
-                      .tobytes())
+        digest.update(
+            state_dict[name].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -28,14 +28,19 @@ class WorldSizeProbeHook(Hook):
 
     def _state(self, runner) -> dict:
         model = runner.model
-        return (model.module if is_model_wrapper(model) else
-                model).state_dict()
+        return (model.module
+                if is_model_wrapper(model) else model).state_dict()
 
     def before_train(self, runner) -> None:
-        self.record = dict(world=get_dist_info()[1], img_ids=[],
-                           initial=state_digest(self._state(runner)))
+        self.record = dict(
+            world=get_dist_info()[1],
+            img_ids=[],
+            initial=state_digest(self._state(runner)))
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         self.record['img_ids'].append(
             [s.img_id for s in data_batch['data_samples']])
