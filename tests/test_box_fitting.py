@@ -251,8 +251,9 @@ def test_nms_larger_box_wins_and_iou_threshold():
     np.testing.assert_allclose(both.boxes, raw.boxes)
     np.testing.assert_allclose(both.scores, [1, large / small])
     # Suppressed at IoU == nms_iou (>=, as maskrcnn-benchmark), not only >.
-    assert len(fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
+    assert len(
+        fit_cam_boxes_with_thresholds(
+            cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
     one = fit_cam_boxes_with_thresholds(
         cam, thresholds=(0.5, 0.2), nms_iou=ratio - 0.01)
     # The larger box wins even though its threshold came second.
@@ -457,8 +458,7 @@ def test_scale_boxes_to_image():
     out = scale_boxes_to_image(boxes, width=400, height=300)
     c = 32 * 300 / 576
     np.testing.assert_allclose(out, [[c, 2 * c, 3 * c, 4 * c],
-                                     [0, 10 * c, 399, 299],
-                                     [0, 0, c / 2, 0]])
+                                     [0, 10 * c, 399, 299], [0, 0, c / 2, 0]])
     out = scale_boxes_to_image(
         torch.tensor(boxes), 400, 300, cam_scale=288, stride=16)
     np.testing.assert_allclose(out[0], [c, 2 * c, 3 * c, 4 * c])
@@ -488,8 +488,10 @@ def test_parameter_boundaries_and_pass_through():
     options = dict(bias=0.5, cam_scale=288, stride=16)
     got = fit_cam_boxes_with_thresholds(
         cam, image_hw=(576, 720), nms_iou=None, **options)
-    assert_same(got, reference_fit(cam, image_hw=(576, 720), nms_iou=None,
-                                   **options), atol=1e-9)
+    assert_same(
+        got,
+        reference_fit(cam, image_hw=(576, 720), nms_iou=None, **options),
+        atol=1e-9)
     default = reference_fit(cam, image_hw=(576, 720), nms_iou=None)
     assert not np.allclose(got.boxes, default[0])
 
@@ -501,27 +503,38 @@ def test_nms_of_empty_boxes_without_offset():
     boxes = np.array([[2.0, 3.0, 2.0, 5.0], [2.0, 3.0, 2.0, 5.0],
                       [4.0, 3.0, 4.0, 3.0], [0.0, 0.0, 6.0, 6.0],
                       [9.0, 9.0, 9.5, 9.5], [9.0, 9.0, 9.5, 9.45]])
-    keep = _batched_nms(np.zeros(6, dtype=np.int64), boxes,
-                        np.array([0.0, 0.0, 0.0, 1.0, 0.5, 0.5]),
-                        np.array([0]), np.array([6]), 0.8, offset=0.0)
+    keep = _batched_nms(
+        np.zeros(6, dtype=np.int64),
+        boxes,
+        np.array([0.0, 0.0, 0.0, 1.0, 0.5, 0.5]),
+        np.array([0]),
+        np.array([6]),
+        0.8,
+        offset=0.0)
     assert keep.tolist() == [0, 2, 3, 4]  # IoU(4, 5) = 0.225 / 0.25
 
 
 def test_padded_batch_shapes_and_valid_sizes():
     one = fit_cam_boxes_batched(np.full((1, 1, 1), 0.5))
     np.testing.assert_array_equal(one[0].boxes, [[0, 0, 1, 1]])
-    with pytest.raises(ValueError, match=r'non-empty \(N, H, W\) array, '
-                       r'got shape \(4, 4\)'):
+    with pytest.raises(
+            ValueError,
+            match=r'non-empty \(N, H, W\) array, '
+            r'got shape \(4, 4\)'):
         fit_cam_boxes_batched(np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r'got shape \(0, 3, 3\)'):
         fit_cam_boxes_batched(np.zeros((0, 3, 3)))
     batch = np.zeros((2, 3, 3))
     for hw in ([[3, 3]], [[0, 3], [3, 3]], [[2.5, 3], [3, 3]]):
-        with pytest.raises(ValueError, match=r'valid_hw must hold 2 integer '
-                           r'\(h, w\) pairs within 1..\(3, 3\)'):
+        with pytest.raises(
+                ValueError,
+                match=r'valid_hw must hold 2 integer '
+                r'\(h, w\) pairs within 1..\(3, 3\)'):
             fit_cam_boxes_batched(batch, valid_hw=hw)
-    with pytest.raises(ValueError, match=r'valid_hw is only for a padded '
-                       r'\(N, H, W\) batch'):
+    with pytest.raises(
+            ValueError,
+            match=r'valid_hw is only for a padded '
+            r'\(N, H, W\) batch'):
         fit_cam_boxes_batched([batch[0]], valid_hw=[[3, 3]])
     with pytest.raises(ValueError, match='^no maps given$'):
         fit_cam_boxes_batched([])

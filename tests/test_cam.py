@@ -95,8 +95,9 @@ def test_normalize_cam():
     # a 0/1 mask of another dtype means the same
     for dtype in (torch.uint8, torch.float32):
         assert torch.equal(
-            normalize_cam(torch.tensor([[2.0, 7.0, 3.0]]),
-                          torch.tensor([[1, 0, 1]], dtype=dtype)), out)
+            normalize_cam(
+                torch.tensor([[2.0, 7.0, 3.0]]),
+                torch.tensor([[1, 0, 1]], dtype=dtype)), out)
 
 
 def test_constant_cam_gives_the_whole_map_box():
@@ -200,13 +201,16 @@ def test_preprocess_by_hand():
     rounded back to integers for a uint8 image."""
     from PIL import Image
     extractor = CAMExtractor(
-        BrightnessClassifier(), scales=(20, ), stride=16,
-        mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 0.5))
+        BrightnessClassifier(),
+        scales=(20, ),
+        stride=16,
+        mean=(10.0, 20.0, 30.0),
+        std=(2.0, 4.0, 0.5))
     mean = torch.tensor([10.0, 20.0, 30.0])[:, None, None]
     std = torch.tensor([2.0, 4.0, 0.5])[:, None, None]
     gen = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8,
-                          generator=gen)
+    image = torch.randint(
+        0, 256, (3, 20, 30), dtype=torch.uint8, generator=gen)
     image[:, :5] = 0  # black and white regions stay 0 and 255
     image[:, 5:10] = 255
     # short side already 20: no resize; padded 20 x 30 -> 32 x 32
@@ -221,8 +225,8 @@ def test_preprocess_by_hand():
     assert torch.equal(pixels, pixels.round())
     assert pixels.min() == 0 and pixels.max() == 255
     pil = np.stack([
-        np.asarray(Image.fromarray(c.numpy()).resize((15, 10),
-                                                     Image.BILINEAR))
+        np.asarray(
+            Image.fromarray(c.numpy()).resize((15, 10), Image.BILINEAR))
         for c in image
     ])
     assert np.abs(pixels.numpy() - pil).max() <= 1
@@ -337,12 +341,15 @@ def test_max_batch_groups_same_size_images():
     """Same padded size, at most ``max_batch`` per forward (with flips)."""
     classifier = BrightnessClassifier()
     extractor = CAMExtractor(classifier, scales=(64, ), max_batch=2)
-    images = [torch.randint(0, 255, (3, 64, w), dtype=torch.uint8)
-              for w in (80, 70, 80, 100, 66)]
+    images = [
+        torch.randint(0, 255, (3, 64, w), dtype=torch.uint8)
+        for w in (80, 70, 80, 100, 66)
+    ]
     cams = extractor(images, [0] * 5)
     # width 100 pads to 128: its own group; the four 96-wide ones in two
-    assert [tuple(x.shape) for x in classifier.inputs] == [
-        (4, 3, 64, 96), (4, 3, 64, 96), (2, 3, 64, 128)]
+    assert [tuple(x.shape) for x in classifier.inputs] == [(4, 3, 64, 96),
+                                                           (4, 3, 64, 96),
+                                                           (2, 3, 64, 128)]
     one_by_one = CAMExtractor(classifier, scales=(64, ))(images, [0] * 5)
     for a, b in zip(cams, one_by_one):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
@@ -368,8 +375,14 @@ def test_extractor_settings_are_checked_with_clear_errors():
     # no data_preprocessor: ImageNet's statistics
     assert default.mean == (123.675, 116.28, 103.53)
     assert default.std == (58.395, 57.12, 57.375)
-    given = CAMExtractor(ok, scales=[64.0, 32], flip=0, stride=16.0,
-                         mean=[1, 2, 3], std=[4, 0.5, 6], max_batch=2.0)
+    given = CAMExtractor(
+        ok,
+        scales=[64.0, 32],
+        flip=0,
+        stride=16.0,
+        mean=[1, 2, 3],
+        std=[4, 0.5, 6],
+        max_batch=2.0)
     assert given.scales == (64, 32) and given.fusion_scale == 64
     assert given.flip is False and given.stride == 16
     assert given.mean == (1.0, 2.0, 3.0) and given.std == (4.0, 0.5, 6.0)
@@ -390,15 +403,19 @@ def test_extractor_settings_are_checked_with_clear_errors():
         with pytest.raises(ValueError, match=message):
             CAMExtractor(ok, **kwargs)
     CAMExtractor(ok, scales=(1, ), stride=1, max_batch=1)  # smallest valid
-    with pytest.raises(ValueError, match=r'^the classifier needs a linear '
-                       r'head `head.fc` \(mmpretrain LinearClsHead\)$'):
+    with pytest.raises(
+            ValueError,
+            match=r'^the classifier needs a linear '
+            r'head `head.fc` \(mmpretrain LinearClsHead\)$'):
         CAMExtractor(torch.nn.Linear(2, 2))
     no_features = torch.nn.Module()
     no_features.head = torch.nn.Module()
     no_features.head.fc = torch.nn.Linear(3, 2)
-    with pytest.raises(ValueError, match=r"^the classifier needs "
-                       r"extract_feat\(x, stage='backbone'\) "
-                       r"\(mmpretrain ImageClassifier\)$"):
+    with pytest.raises(
+            ValueError,
+            match=r"^the classifier needs "
+            r"extract_feat\(x, stage='backbone'\) "
+            r"\(mmpretrain ImageClassifier\)$"):
         CAMExtractor(no_features)
 
 
@@ -408,28 +425,38 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match='^2 images but 1 labels$'):
         extractor([good, good], [0])
     for label in (2, -1):
-        with pytest.raises(ValueError, match=rf"^image 0: label {label} is "
-                           r"outside the classifier's classes \[0, 2\)$"):
+        with pytest.raises(
+                ValueError,
+                match=rf"^image 0: label {label} is "
+                r"outside the classifier's classes \[0, 2\)$"):
             extractor([good], [label])
-    with pytest.raises(ValueError, match=r'^image 1: a tensor image must be '
-                       r'\(3, H, W\) RGB, got \(40, 40, 3\)$'):
+    with pytest.raises(
+            ValueError,
+            match=r'^image 1: a tensor image must be '
+            r'\(3, H, W\) RGB, got \(40, 40, 3\)$'):
         extractor([good, torch.zeros(40, 40, 3)], [0, 0])
     with pytest.raises(ValueError, match=r'got \(3, 0, 4\)$'):
         extractor([torch.zeros(3, 0, 4)], [0])
-    with pytest.raises(ValueError, match=r'^image 0: a numpy image must be '
-                       r'\(H, W, 3\) RGB, got \(3, 40, 40\)$'):
+    with pytest.raises(
+            ValueError,
+            match=r'^image 0: a numpy image must be '
+            r'\(H, W, 3\) RGB, got \(3, 40, 40\)$'):
         extractor([np.zeros((3, 40, 40), np.uint8)], [0])
     with pytest.raises(ValueError, match=r'got \(40, 40\)$'):
         extractor([np.zeros((40, 40), np.uint8)], [0])
-    with pytest.raises(ValueError, match=r'^image 0: expected a tensor or '
-                       r'array, got list$'):
+    with pytest.raises(
+            ValueError,
+            match=r'^image 0: expected a tensor or '
+            r'array, got list$'):
         extractor([[[0]]], [0])
     with pytest.raises(ValueError, match='^image 0 holds NaN or inf values$'):
         extractor([torch.full((3, 8, 8), float('nan'))], [0])
     with pytest.raises(ValueError, match='^image 0 holds NaN or inf values$'):
         extractor([torch.full((3, 8, 8), float('inf'))], [0])
-    with pytest.raises(ValueError, match=r'^image 0: dtype torch.int32 is '
-                       'neither uint8 nor float$'):
+    with pytest.raises(
+            ValueError,
+            match=r'^image 0: dtype torch.int32 is '
+            'neither uint8 nor float$'):
         extractor([torch.zeros(3, 8, 8, dtype=torch.int32)], [0])
     with pytest.raises(ValueError, match='fusion_scale'):
         CAMExtractor(BrightnessClassifier(), scales=(64, ), fusion_scale=32)
