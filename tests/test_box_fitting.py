@@ -363,6 +363,25 @@ def test_image_sizes_scale_and_clip_before_scoring():
         np.testing.assert_array_equal(a, b)
 
 
+def test_tiny_images_pixel_offset_and_sub_pixel_scores():
+    """Images smaller than the CAM grid: boxes of a few pixels, where the
+    NMS's +1 pixel and scores relative to a sub-pixel first box matter."""
+    rng = np.random.default_rng(11)
+    maps = [smooth_cam(rng, 18, 24) for _ in range(100)]
+    sizes = [(int(h), int(w)) for h, w in rng.integers(10, 40, (100, 2))]
+    for cam, hw, got in zip(maps, sizes,
+                            fit_cam_boxes_batched(maps, image_hw=sizes)):
+        assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
+
+
+def test_every_box_clipped_to_nothing_scores_one():
+    cam = np.zeros((18, 19))
+    cam[5:8, 18] = 1.0  # only in the last column, clipped away
+    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577))
+    np.testing.assert_array_equal(res.boxes[:, [0, 2]], 576)
+    np.testing.assert_array_equal(res.scores, np.ones(len(res.scores)))
+
+
 def test_first_box_clipped_to_nothing():
     # A 576 x 577 image: the 576-scale grid has 19 columns of 32 pixels, the
     # last one starts at x = 576 = W - 1, so a box in it is clipped empty.
