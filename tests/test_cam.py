@@ -75,7 +75,10 @@ def test_compute_cam_matches_hand_einsum():
         rtol=1e-12)
     with pytest.raises(ValueError, match='labels'):
         compute_cam(feat, weight, bias, [1])
-    with pytest.raises(ValueError, match='channels'):
+    with pytest.raises(
+            ValueError,
+            match='^the head takes 2 channels but the '
+            'features have 3$'):
         compute_cam(feat, weight[:, :2], bias, [1, 2])
 
 
@@ -130,7 +133,7 @@ def test_fuse_2x2_into_4x4_by_hand():
     batched = fuse_cams(small[None].repeat(2, 1, 1),
                         large[None].repeat(2, 1, 1))
     assert batched.shape == (2, 4, 4)
-    with pytest.raises(ValueError, match='at least one'):
+    with pytest.raises(ValueError, match='^fuse_cams needs at least one map$'):
         fuse_cams()
 
 
@@ -462,6 +465,21 @@ def test_bad_input_raises_clear_errors():
         CAMExtractor(BrightnessClassifier(), scales=(64, ), fusion_scale=32)
     with pytest.raises(ValueError, match='linear head'):
         CAMExtractor(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match='stride'):
+    with pytest.raises(
+            ValueError,
+            match=r'^the backbone gave features of '
+            r'shape \(1, 3, 2, 2\) for a \(64, 64\) input; '
+            r'expected a \(4, 4\) map \(stride 16, last stage in '
+            r'out_indices\)$'):
         CAMExtractor(
-            BrightnessClassifier(), scales=(64, ), stride=16)([good], [0])
+            BrightnessClassifier(), scales=(64, ), stride=16,
+            flip=False)([good], [0])
+    # a backbone may return the last feature map itself, not a tuple
+    bare = BrightnessClassifier()
+    bare.extract_feat = lambda x, stage: F.avg_pool2d(x, 32)
+    images = [good, torch.full((3, 40, 40), 200, dtype=torch.uint8)]
+    for got, want in zip(
+            CAMExtractor(bare, scales=(64, ))(images, [0, 1]),
+            CAMExtractor(BrightnessClassifier(), scales=(64, ))(images,
+                                                                [0, 1])):
+        assert torch.equal(got, want)
