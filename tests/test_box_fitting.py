@@ -552,8 +552,8 @@ def test_padded_batch_shapes_and_valid_sizes():
             fit_cam_boxes_batched(batch, valid_hw=hw)
     with pytest.raises(
             ValueError,
-            match=r'valid_hw is only for a padded '
-            r'\(N, H, W\) batch'):
+            match=r'^valid_hw is only for a padded '
+            r'\(N, H, W\) batch$'):
         fit_cam_boxes_batched([batch[0]], valid_hw=[[3, 3]])
     with pytest.raises(ValueError, match='^no maps given$'):
         fit_cam_boxes_batched([])
@@ -593,3 +593,6 @@ def test_bad_input_raises_clear_errors():
         fit_cam_boxes(good, nms_iou=0.0)
     with pytest.raises(ValueError, match='image_hw'):
         fit_cam_boxes_batched([good], image_hw=[[0, 10]])
+    # a 1 x 1 image is valid: every box clipped to its one pixel
+    boxes, _ = fit_cam_boxes(good, image_hw=(1, 1))
+    np.testing.assert_array_equal(boxes, [[0, 0, 0, 0]])
