@@ -251,8 +251,9 @@ def test_nms_larger_box_wins_and_iou_threshold():
     np.testing.assert_allclose(both.boxes, raw.boxes)
     np.testing.assert_allclose(both.scores, [1, large / small])
     # Suppressed at IoU == nms_iou (>=, as maskrcnn-benchmark), not only >.
-    assert len(fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
+    assert len(
+        fit_cam_boxes_with_thresholds(
+            cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
     one = fit_cam_boxes_with_thresholds(
         cam, thresholds=(0.5, 0.2), nms_iou=ratio - 0.01)
     # The larger box wins even though its threshold came second.
@@ -362,6 +363,25 @@ def test_image_sizes_scale_and_clip_before_scoring():
         np.testing.assert_array_equal(a, b)
 
 
+def test_tiny_images_pixel_offset_and_sub_pixel_scores():
+    """Images smaller than the CAM grid: boxes of a few pixels, where the
+    NMS's +1 pixel and scores relative to a sub-pixel first box matter."""
+    rng = np.random.default_rng(11)
+    maps = [smooth_cam(rng, 18, 24) for _ in range(100)]
+    sizes = [(int(h), int(w)) for h, w in rng.integers(10, 40, (100, 2))]
+    for cam, hw, got in zip(maps, sizes,
+                            fit_cam_boxes_batched(maps, image_hw=sizes)):
+        assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
+
+
+def test_every_box_clipped_to_nothing_scores_one():
+    cam = np.zeros((18, 19))
+    cam[5:8, 18] = 1.0  # only in the last column, clipped away
+    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577))
+    np.testing.assert_array_equal(res.boxes[:, [0, 2]], 576)
+    np.testing.assert_array_equal(res.scores, np.ones(len(res.scores)))
+
+
 def test_first_box_clipped_to_nothing():
     # A 576 x 577 image: the 576-scale grid has 19 columns of 32 pixels, the
     # last one starts at x = 576 = W - 1, so a box in it is clipped empty.
@@ -398,6 +418,25 @@ def test_batched_equals_single_exactly():
             np.testing.assert_array_equal(scores, got.scores)
 
 
+def test_batch_with_maps_without_components():
+    """Maps without components between others do not merge the groups of
+    their neighbours: map 0's last group (threshold index 1) and map 4's
+    first (index 0) stay apart, so map 4 keeps both blobs."""
+    first = np.zeros((10, 10))
+    first[1:7, 1:6] = 0.35  # area 30, above 0.2 and 0.3 only
+    last = np.zeros((10, 10))
+    last[0:3, 0:3] = 0.25  # area 9 and 6 >= 9 / 2, above 0.2 only
+    last[6:8, 5:8] = 0.25
+    last[9, 0] = 1.0
+    maps = [first] + [np.zeros((10, 10))] * 3 + [last]
+    batched = fit_cam_boxes_batched(maps, nms_iou=None)
+    for cam, got in zip(maps, batched):
+        assert_same(got, reference_fit(cam, nms_iou=None), atol=1e-12)
+    # both blobs at 0.2 (the peak is too small there), the peak at 0.3-0.5
+    np.testing.assert_array_equal(batched[4].thresholds,
+                                  [0.2, 0.2, 0.3, 0.4, 0.5])
+
+
 def test_padded_batch_and_torch_inputs():
     rng = np.random.default_rng(5)
     maps = [
@@ -432,15 +471,96 @@ def test_padded_batch_and_torch_inputs():
 # Cell -> pixel scaling, bad input.
 # --------------------------------------------------------------------------
 def test_scale_boxes_to_image():
-    boxes = np.array([[1.0, 2.0, 3.0, 4.0], [-0.5, 10.0, 40.0, 30.0]])
+    boxes = np.array([[1.0, 2.0, 3.0, 4.0], [-0.5, 10.0, 40.0, 30.0],
+                      [0.0, -1.0, 0.5, 0.0]])
     # 400 x 300 image (W x H): a cell is 32 * 300 / 576 = 16.6667 pixels.
     out = scale_boxes_to_image(boxes, width=400, height=300)
     c = 32 * 300 / 576
     np.testing.assert_allclose(out, [[c, 2 * c, 3 * c, 4 * c],
-                                     [0, 10 * c, 399, 299]])
+                                     [0, 10 * c, 399, 299], [0, 0, c / 2, 0]])
     out = scale_boxes_to_image(
         torch.tensor(boxes), 400, 300, cam_scale=288, stride=16)
     np.testing.assert_allclose(out[0], [c, 2 * c, 3 * c, 4 * c])
+
+
+def test_parameter_boundaries_and_pass_through():
+    """Boundary values are accepted, a single threshold may be a number, and
+    every option of the one-map function reaches the fitting."""
+    rng = np.random.default_rng(8)
+    cam = smooth_cam(rng, 12, 15)
+    # bias + min(thresholds) == 0 still keeps every weight positive
+    assert_same(
+        fit_cam_boxes_with_thresholds(cam, thresholds=(-0.22, 0.4)),
+        reference_fit(cam, thresholds=(-0.22, 0.4)),
+        atol=1e-9)
+    # nms_iou = 1 suppresses only exact duplicates
+    assert_same(
+        fit_cam_boxes_with_thresholds(cam, nms_iou=1.0),
+        reference_fit(cam, nms_iou=1.0),
+        atol=1e-9)
+    for a, b in zip(
+            fit_cam_boxes_with_thresholds(cam, thresholds=0.3),
+            fit_cam_boxes_with_thresholds(cam, thresholds=[0.3])):
+        np.testing.assert_array_equal(a, b)
+    # bias, cam_scale and stride of the one-map function (576 x 720 image
+    # at scale 288 with stride 16: an 18 x 23 grid, here its 12 x 15 part)
+    options = dict(bias=0.5, cam_scale=288, stride=16)
+    got = fit_cam_boxes_with_thresholds(
+        cam, image_hw=(576, 720), nms_iou=None, **options)
+    assert_same(
+        got,
+        reference_fit(cam, image_hw=(576, 720), nms_iou=None, **options),
+        atol=1e-9)
+    default = reference_fit(cam, image_hw=(576, 720), nms_iou=None)
+    assert not np.allclose(got.boxes, default[0])
+
+
+def test_nms_of_empty_boxes_without_offset():
+    """Without the pixel offset two zero-area boxes have no IoU: they are
+    duplicates when identical, else both kept; tiny boxes have one."""
+    from projects.dap.dap.box_fitting import _batched_nms
+    boxes = np.array([[2.0, 3.0, 2.0, 5.0], [2.0, 3.0, 2.0, 5.0],
+                      [4.0, 3.0, 4.0, 3.0], [0.0, 0.0, 6.0, 6.0],
+                      [9.0, 9.0, 9.5, 9.5], [9.0, 9.0, 9.5, 9.45]])
+    keep = _batched_nms(
+        np.zeros(6, dtype=np.int64),
+        boxes,
+        np.array([0.0, 0.0, 0.0, 1.0, 0.5, 0.5]),
+        np.array([0]),
+        np.array([6]),
+        0.8,
+        offset=0.0)
+    assert keep.tolist() == [0, 2, 3, 4]  # IoU(4, 5) = 0.225 / 0.25
+
+
+def test_padded_batch_shapes_and_valid_sizes():
+    one = fit_cam_boxes_batched(np.full((1, 1, 1), 0.5))
+    np.testing.assert_array_equal(one[0].boxes, [[0, 0, 1, 1]])
+    with pytest.raises(
+            ValueError,
+            match=r'non-empty \(N, H, W\) array, '
+            r'got shape \(4, 4\)'):
+        fit_cam_boxes_batched(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r'got shape \(0, 3, 3\)'):
+        fit_cam_boxes_batched(np.zeros((0, 3, 3)))
+    batch = np.zeros((2, 3, 3))
+    for hw in ([[3, 3]], [[0, 3], [3, 3]], [[2.5, 3], [3, 3]]):
+        with pytest.raises(
+                ValueError,
+                match=r'valid_hw must hold 2 integer '
+                r'\(h, w\) pairs within 1..\(3, 3\)'):
+            fit_cam_boxes_batched(batch, valid_hw=hw)
+    with pytest.raises(
+            ValueError,
+            match=r'^valid_hw is only for a padded '
+            r'\(N, H, W\) batch$'):
+        fit_cam_boxes_batched([batch[0]], valid_hw=[[3, 3]])
+    with pytest.raises(ValueError, match='^no maps given$'):
+        fit_cam_boxes_batched([])
+    with pytest.raises(ValueError, match=r'bias \+ min\(thresholds\) must'):
+        fit_cam_boxes(batch[0], thresholds=(-0.5, ), bias=0.22)
+    with pytest.raises(ValueError, match=r'nms_iou must be in \(0, 1\]'):
+        fit_cam_boxes(batch[0], nms_iou=1.5)
 
 
 def test_bad_input_raises_clear_errors():
@@ -473,3 +593,6 @@ def test_bad_input_raises_clear_errors():
         fit_cam_boxes(good, nms_iou=0.0)
     with pytest.raises(ValueError, match='image_hw'):
         fit_cam_boxes_batched([good], image_hw=[[0, 10]])
+    # a 1 x 1 image is valid: every box clipped to its one pixel
+    boxes, _ = fit_cam_boxes(good, image_hw=(1, 1))
+    np.testing.assert_array_equal(boxes, [[0, 0, 0, 0]])

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from projects.dap.dap.box_fitting import (FALLBACK_THRESHOLD, fit_cam_boxes,
-                                          fit_cam_boxes_batched,
                                           fit_cam_boxes_with_thresholds)
 from projects.dap.dap.cam import (CAMExtractor, compute_cam, fuse_cams,
                                   normalize_cam, resized_size)
@@ -76,7 +75,10 @@ def test_compute_cam_matches_hand_einsum():
         rtol=1e-12)
     with pytest.raises(ValueError, match='labels'):
         compute_cam(feat, weight, bias, [1])
-    with pytest.raises(ValueError, match='channels'):
+    with pytest.raises(
+            ValueError,
+            match='^the head takes 2 channels but the '
+            'features have 3$'):
         compute_cam(feat, weight[:, :2], bias, [1, 2])
 
 
@@ -93,6 +95,12 @@ def test_normalize_cam():
     out = normalize_cam(
         torch.tensor([[2.0, 7.0, 3.0]]), torch.tensor([[True, False, True]]))
     np.testing.assert_allclose(out, [[0, 0, 1]])
+    # a 0/1 mask of another dtype means the same
+    for dtype in (torch.uint8, torch.float32):
+        assert torch.equal(
+            normalize_cam(
+                torch.tensor([[2.0, 7.0, 3.0]]),
+                torch.tensor([[1, 0, 1]], dtype=dtype)), out)
 
 
 def test_constant_cam_gives_the_whole_map_box():
@@ -125,6 +133,62 @@ def test_fuse_2x2_into_4x4_by_hand():
     batched = fuse_cams(small[None].repeat(2, 1, 1),
                         large[None].repeat(2, 1, 1))
     assert batched.shape == (2, 4, 4)
+    with pytest.raises(ValueError, match='^fuse_cams needs at least one map$'):
+        fuse_cams()
+
+
+class PatternClassifier(torch.nn.Module):
+    """Features set by hand: one channel whose value at each cell is
+    ``PATTERNS[input height]`` (whatever the pixels); class 0 is
+    ``2 f + 1``, class 1 is ``-f``."""
+
+    PATTERNS = {
+        32: torch.tensor([[0.0, 1.0], [3.0, 4.0]]),
+        64: torch.zeros(4, 4)
+    }
+    PATTERNS[64][0, 0], PATTERNS[64][2, 2] = 8.0, 4.0
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Module()
+        self.head.fc = torch.nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.fc.weight.copy_(torch.tensor([[2.0], [-1.0]]))
+            self.head.fc.bias.copy_(torch.tensor([1.0, 0.0]))
+
+    def extract_feat(self, x, stage='neck'):
+        pattern = self.PATTERNS[x.shape[-2]]
+        return (pattern.expand(x.shape[0], 1, *pattern.shape), )
+
+
+def test_two_scale_extractor_fuses_by_hand():
+    """Scales 32 and 64 of a 64 x 64 image with stride 16: 2 x 2 and 4 x 4
+    CAMs known by hand, nearest-fused (bilinear would give other values)."""
+    extractor = CAMExtractor(
+        PatternClassifier(), scales=(32, 64), flip=False, stride=16)
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    cam0, cam1 = extractor([image, image], [0, 1])
+    # class 0, min-max normalised: 32 -> [[0, .25], [.75, 1]], 64 -> f / 8;
+    # each 32 cell covers a 2 x 2 block of the 64 grid.
+    want0 = torch.tensor([[1.0, 0.0, 0.25, 0.25], [0.0, 0.0, 0.25, 0.25],
+                          [0.75, 0.75, 1.5, 1.0], [0.75, 0.75, 1.0, 1.0]])
+    assert torch.equal(cam0, want0 / 2) and not cam0.requires_grad
+    # class 1 (-f): each normalised map is 1 - the class-0 map.
+    assert torch.equal(cam1, 1 - want0 / 2)
+    # Fused on the 32 grid: the 64 map is sampled at rows / columns 0, 2.
+    small = CAMExtractor(
+        PatternClassifier(),
+        scales=(32, 64),
+        flip=False,
+        stride=16,
+        fusion_scale=32)([image], [0])[0]
+    assert torch.equal(small, torch.tensor([[1.0, 0.25], [0.75, 1.5]]) / 2)
+    # The same numbers as the fusion helper on the two normalised maps.
+    maps = [
+        normalize_cam(2 * PatternClassifier.PATTERNS[s] + 1) for s in (32, 64)
+    ]
+    assert torch.equal(fuse_cams(*maps), cam0)
+    assert torch.equal(fuse_cams(*maps, onto=0), small)
 
 
 def test_resized_size_follows_torchvision_rounding():
@@ -132,6 +196,47 @@ def test_resized_size_follows_torchvision_rounding():
     assert resized_size(500, 333, 576) == (864, 576)  # int(864.86)
     assert resized_size(100, 100, 64) == (64, 64)
     assert resized_size(576, 1000, 576) == (576, 1000)
+
+
+def test_preprocess_by_hand():
+    """Normalise with the given mean / std, zero-pad right and bottom to the
+    stride; a smaller scale resizes like PIL's bilinear (antialiased),
+    rounded back to integers for a uint8 image."""
+    from PIL import Image
+    extractor = CAMExtractor(
+        BrightnessClassifier(),
+        scales=(20, ),
+        stride=16,
+        mean=(10.0, 20.0, 30.0),
+        std=(2.0, 4.0, 0.5))
+    mean = torch.tensor([10.0, 20.0, 30.0])[:, None, None]
+    std = torch.tensor([2.0, 4.0, 0.5])[:, None, None]
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randint(
+        0, 256, (3, 20, 30), dtype=torch.uint8, generator=gen)
+    image[:, :5] = 0  # black and white regions stay 0 and 255
+    image[:, 5:10] = 255
+    # short side already 20: no resize; padded 20 x 30 -> 32 x 32
+    x = extractor.preprocess(image.float(), True, 20)
+    assert x.shape == (3, 32, 32)
+    assert torch.equal(x[:, :20, :30], (image.float() - mean) / std)
+    assert (x[:, 20:] == 0).all() and (x[:, :, 30:] == 0).all()
+    # short side 10: 10 x 15, what PIL's bilinear resize gives (+-1 level)
+    x = extractor.preprocess(image.float(), True, 10)
+    assert x.shape == (3, 16, 16)
+    pixels = x[:, :10, :15] * std + mean
+    assert torch.equal(pixels, pixels.round())
+    assert pixels.min() == 0 and pixels.max() == 255
+    pil = np.stack([
+        np.asarray(
+            Image.fromarray(c.numpy()).resize((15, 10), Image.BILINEAR))
+        for c in image
+    ])
+    assert np.abs(pixels.numpy() - pil).max() <= 1
+    # a float image is not rounded
+    x = extractor.preprocess(image.float() + 0.25, False, 10)
+    assert not torch.equal(x[:, :10, :15] * std + mean,
+                           (x[:, :10, :15] * std + mean).round())
 
 
 def test_flip_average_equals_average_of_flipped_cams():
@@ -180,10 +285,18 @@ def test_tiny_resnet_batched_equals_one_at_a_time():
     grouped = CAMExtractor(model, scales=(32, 64), max_batch=4)(images, labels)
     for a, b in zip(grouped, cams):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-    boxes = fit_cam_boxes_batched([c.numpy() for c in cams],
-                                  image_hw=sizes,
-                                  cam_scale=64)
-    assert all(len(r.boxes) >= 1 for r in boxes)
+    # Each map is its own steps composed: preprocess, flip-averaged
+    # features, the label's CAM, min-max per scale, nearest fusion on 64.
+    for cam, image, label in zip(cams, images, labels):
+        steps = [
+            normalize_cam(
+                compute_cam(
+                    extractor.features(
+                        extractor.preprocess(image.float(), True, s)[None]),
+                    model.head.fc.weight, model.head.fc.bias, [label]))[0]
+            for s in (32, 64)
+        ]
+        assert torch.equal(cam, fuse_cams(*steps))
 
 
 def test_bright_blob_gives_a_box_around_it():
@@ -227,6 +340,24 @@ def test_synthetic_feature_blob_through_compute_cam():
         boxes, [[13 - w / 2, 7.5 - h / 2, 13 + w / 2, 7.5 + h / 2]], atol=1e-6)
 
 
+def test_max_batch_groups_same_size_images():
+    """Same padded size, at most ``max_batch`` per forward (with flips)."""
+    classifier = BrightnessClassifier()
+    extractor = CAMExtractor(classifier, scales=(64, ), max_batch=2)
+    images = [
+        torch.randint(0, 255, (3, 64, w), dtype=torch.uint8)
+        for w in (80, 70, 80, 100, 66)
+    ]
+    cams = extractor(images, [0] * 5)
+    # width 100 pads to 128: its own group; the four 96-wide ones in two
+    assert [tuple(x.shape) for x in classifier.inputs] == [(4, 3, 64, 96),
+                                                           (4, 3, 64, 96),
+                                                           (2, 3, 64, 128)]
+    one_by_one = CAMExtractor(classifier, scales=(64, ))(images, [0] * 5)
+    for a, b in zip(cams, one_by_one):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_the_padded_input_is_flipped():
     classifier = BrightnessClassifier()
     extractor = CAMExtractor(classifier, scales=(64, ), flip=True)
@@ -238,25 +369,117 @@ def test_the_padded_input_is_flipped():
     assert (batch[0, :, :, 80:] == 0).all()
 
 
+def test_extractor_settings_are_checked_with_clear_errors():
+    ok = BrightnessClassifier()
+    default = CAMExtractor(ok)
+    assert default.scales == (288, 576) and default.fusion_scale == 576
+    assert default.flip is True and default.stride == 32
+    assert default.max_batch == 1
+    # no data_preprocessor: ImageNet's statistics
+    assert default.mean == (123.675, 116.28, 103.53)
+    assert default.std == (58.395, 57.12, 57.375)
+    given = CAMExtractor(
+        ok,
+        scales=[64.0, 32],
+        flip=0,
+        stride=16.0,
+        mean=[1, 2, 3],
+        std=[4, 0.5, 6],
+        max_batch=2.0)
+    assert given.scales == (64, 32) and given.fusion_scale == 64
+    assert given.flip is False and given.stride == 16
+    assert given.mean == (1.0, 2.0, 3.0) and given.std == (4.0, 0.5, 6.0)
+    assert given.max_batch == 2
+    bad = [
+        (dict(scales=()), r'^scales must be positive, got \(\)$'),
+        (dict(scales=(64, 0)), r'^scales must be positive, got \(64, 0\)$'),
+        (dict(stride=0), r'^stride must be positive, got 0$'),
+        (dict(scales=(64, ), fusion_scale=32),
+         r'^fusion_scale 32 is not one of the scales \(64,\)$'),
+        (dict(mean=(1, 2)), r'^need 3 means and 3 positive stds, got '
+         r'\(1, 2\), \(58.395, 57.12, 57.375\)$'),
+        (dict(std=(1, 2, 3, 4)), r'need 3 means and 3 positive stds'),
+        (dict(std=(1, 0, 3)), r'need 3 means and 3 positive stds'),
+        (dict(max_batch=0), r'^max_batch must be >= 1, got 0$'),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            CAMExtractor(ok, **kwargs)
+    CAMExtractor(ok, scales=(1, ), stride=1, max_batch=1)  # smallest valid
+    with pytest.raises(
+            ValueError,
+            match=r'^the classifier needs a linear '
+            r'head `head.fc` \(mmpretrain LinearClsHead\)$'):
+        CAMExtractor(torch.nn.Linear(2, 2))
+    no_features = torch.nn.Module()
+    no_features.head = torch.nn.Module()
+    no_features.head.fc = torch.nn.Linear(3, 2)
+    with pytest.raises(
+            ValueError,
+            match=r"^the classifier needs "
+            r"extract_feat\(x, stage='backbone'\) "
+            r"\(mmpretrain ImageClassifier\)$"):
+        CAMExtractor(no_features)
+
+
 def test_bad_input_raises_clear_errors():
     extractor = CAMExtractor(BrightnessClassifier(), scales=(64, ))
     good = torch.zeros(3, 40, 40, dtype=torch.uint8)
-    with pytest.raises(ValueError, match='2 images but 1 labels'):
+    with pytest.raises(ValueError, match='^2 images but 1 labels$'):
         extractor([good, good], [0])
-    with pytest.raises(ValueError, match='label 2 is outside'):
-        extractor([good], [2])
-    with pytest.raises(ValueError, match=r'image 1: a tensor image must be'):
+    for label in (2, -1):
+        with pytest.raises(
+                ValueError,
+                match=rf"^image 0: label {label} is "
+                r"outside the classifier's classes \[0, 2\)$"):
+            extractor([good], [label])
+    with pytest.raises(
+            ValueError,
+            match=r'^image 1: a tensor image must be '
+            r'\(3, H, W\) RGB, got \(40, 40, 3\)$'):
         extractor([good, torch.zeros(40, 40, 3)], [0, 0])
-    with pytest.raises(ValueError, match=r'image 0: a numpy image must be'):
+    with pytest.raises(ValueError, match=r'got \(3, 0, 4\)$'):
+        extractor([torch.zeros(3, 0, 4)], [0])
+    with pytest.raises(
+            ValueError,
+            match=r'^image 0: a numpy image must be '
+            r'\(H, W, 3\) RGB, got \(3, 40, 40\)$'):
         extractor([np.zeros((3, 40, 40), np.uint8)], [0])
-    with pytest.raises(ValueError, match='NaN'):
+    with pytest.raises(ValueError, match=r'got \(40, 40\)$'):
+        extractor([np.zeros((40, 40), np.uint8)], [0])
+    with pytest.raises(
+            ValueError,
+            match=r'^image 0: expected a tensor or '
+            r'array, got list$'):
+        extractor([[[0]]], [0])
+    with pytest.raises(ValueError, match='^image 0 holds NaN or inf values$'):
         extractor([torch.full((3, 8, 8), float('nan'))], [0])
-    with pytest.raises(ValueError, match='dtype'):
+    with pytest.raises(ValueError, match='^image 0 holds NaN or inf values$'):
+        extractor([torch.full((3, 8, 8), float('inf'))], [0])
+    with pytest.raises(
+            ValueError,
+            match=r'^image 0: dtype torch.int32 is '
+            'neither uint8 nor float$'):
         extractor([torch.zeros(3, 8, 8, dtype=torch.int32)], [0])
     with pytest.raises(ValueError, match='fusion_scale'):
         CAMExtractor(BrightnessClassifier(), scales=(64, ), fusion_scale=32)
     with pytest.raises(ValueError, match='linear head'):
         CAMExtractor(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match='stride'):
+    with pytest.raises(
+            ValueError,
+            match=r'^the backbone gave features of '
+            r'shape \(1, 3, 2, 2\) for a \(64, 64\) input; '
+            r'expected a \(4, 4\) map \(stride 16, last stage in '
+            r'out_indices\)$'):
         CAMExtractor(
-            BrightnessClassifier(), scales=(64, ), stride=16)([good], [0])
+            BrightnessClassifier(), scales=(64, ), stride=16,
+            flip=False)([good], [0])
+    # a backbone may return the last feature map itself, not a tuple
+    bare = BrightnessClassifier()
+    bare.extract_feat = lambda x, stage: F.avg_pool2d(x, 32)
+    images = [good, torch.full((3, 40, 40), 200, dtype=torch.uint8)]
+    for got, want in zip(
+            CAMExtractor(bare, scales=(64, ))(images, [0, 1]),
+            CAMExtractor(BrightnessClassifier(), scales=(64, ))(images,
+                                                                [0, 1])):
+        assert torch.equal(got, want)

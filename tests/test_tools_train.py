@@ -6,6 +6,7 @@ on generated shapes data; every run is a subprocess.
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from conftest import QUICKSTART, REPO, free_port, run_tool
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
+HELPERS = osp.join(REPO, 'tests', 'helpers')
 
 
 def _scalars(work_dir):
@@ -37,7 +39,8 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
         'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
         'optim_wrapper.optimizer.lr=0.0123', 'param_scheduler=[]',
         'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=4'
+        'default_hooks.checkpoint.interval=4',
+        f'val_evaluator.outfile_prefix={tmp_path / "val"}'
     ], cwd=shapes_workspace)
     assert (work / 'iter_4.pth').exists(), proc.stdout[-3000:]
     rows = [r for r in _scalars(work) if 'loss' in r]
@@ -45,13 +48,77 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
     assert [r['iter'] for r in rows] == [1, 2, 3, 4]
     assert all(abs(r['lr'] - 0.0123) < 1e-9 for r in rows)
     assert all(r['loss'] == r['loss'] for r in rows)  # not NaN
-    # validation ran at the end of training and produced COCO numbers
-    assert 'coco/bbox_mAP' in proc.stdout
+    # validation ran at the end of training: its numbers are pycocotools'
+    # on its predictions (computed here)
+    val_ann = shapes_workspace / 'data/shapes_coco/annotations/val.json'
+    val = tmp_path / 'val.bbox.json'
+    assert _printed_coco(proc.stdout) == _pycocotools_coco(val_ann, val)
 
     proc = run_tool([TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir',
-                     tmp_path / 'eval'], cwd=shapes_workspace)
-    assert 'coco/bbox_mAP_50' in proc.stdout
+                     tmp_path / 'eval', '--cfg-options',
+                     f'test_evaluator.outfile_prefix={tmp_path / "test"}'],
+                    cwd=shapes_workspace)
     assert 'Load checkpoint from' in proc.stdout
+    # the saved weights are the trained ones: the same predictions
+    validated = json.loads(val.read_text())
+    tested = json.loads((tmp_path / 'test.bbox.json').read_text())
+    assert len(validated) > 0
+    ids = [p['image_id'] for p in validated]
+    assert [p['image_id'] for p in tested] == ids
+    np.testing.assert_allclose([p['bbox'] + [p['score']] for p in tested],
+                               [p['bbox'] + [p['score']] for p in validated],
+                               atol=1e-3)
+    assert _printed_coco(proc.stdout) == _pycocotools_coco(
+        val_ann, tmp_path / 'test.bbox.json')
+
+
+def _printed_coco(stdout):
+    """The last ``coco/bbox_*`` numbers a tool printed."""
+    found = dict(re.findall(r'coco/(bbox_mAP\w*): (-?\d+\.\d+)', stdout))
+    assert len(found) == 6, stdout[-3000:]
+    return {name: float(value) for name, value in found.items()}
+
+
+def _pycocotools_coco(ann_file, results_json):
+    """COCO box AP of a results file, computed here with pycocotools
+    (rounded to 3 decimals as mmdet reports it)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    gt = COCO(str(ann_file))
+    evaluation = COCOeval(gt, gt.loadRes(str(results_json)), 'bbox')
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    names = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s',
+             'bbox_mAP_m', 'bbox_mAP_l']
+    return {n: round(float(v), 3) for n, v in zip(names, evaluation.stats)}
+
+
+@pytest.fixture
+def ground_truth_config(tmp_path):
+    """The quick-start data and evaluator with a model that predicts the
+    ground truth (tests/helpers/gt_detector.py), and its checkpoint."""
+    path = tmp_path / 'gt_config.py'
+    path.write_text(
+        f'_base_ = [{QUICKSTART!r}]\n'
+        "custom_imports = dict(imports=['projects.dap.dap', 'gt_detector'], "
+        'allow_failed_imports=False)\n'
+        "model = dict(_delete_=True, type='GroundTruthDetector', "
+        "data_preprocessor=dict(type='DetDataPreprocessor'))\n")
+    torch.save({'state_dict': {'unused': torch.zeros(1)}}, tmp_path / 'gt.pth')
+    return path, tmp_path / 'gt.pth'
+
+
+PERFECT = {'bbox_mAP': 1.0, 'bbox_mAP_50': 1.0, 'bbox_mAP_75': 1.0}
+
+
+def test_test_tool_scores_ground_truth_as_perfect(
+        shapes_workspace, tmp_path, ground_truth_config):
+    """A known answer: the ground truth as predictions has COCO mAP 1."""
+    config, ckpt = ground_truth_config
+    proc = run_tool([TEST, config, ckpt, '--work-dir', tmp_path / 'eval'],
+                    cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+    assert PERFECT.items() <= _printed_coco(proc.stdout).items()
 
 
 def _wait_for_checkpoint(work, name, proc, timeout=400):
@@ -220,6 +287,91 @@ def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
         serialization.add_safe_globals(before)
 
 
+def test_safe_loading_ignores_torch_force_no_weights_only(
+        tmp_path, monkeypatch):
+    """``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (set for some other tool)
+    switches torch's default to full unpickling; our loads pass
+    ``weights_only=True`` explicitly, so they stay safe.  mmengine's own
+    local loader (torch's default) would run the payload here, so this
+    also shows that mmengine's local loader is ours once
+    :func:`register_checkpoint_loader` ran."""
+    import pickle
+
+    from mmengine.runner import CheckpointLoader
+    from mmengine.runner.checkpoint import load_from_local
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    from projects.dap.dap.utils.checkpoint import (load_local_checkpoint,
+                                                   register_checkpoint_loader)
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'eval.pth'
+    torch.save({'x': _crafted(marker)['eval']}, path)
+    try:
+        # mmengine's loader back in place, then ours registered (twice:
+        # registering again must replace, not fail)
+        CheckpointLoader.register_scheme('', load_from_local, force=True)
+        register_checkpoint_loader()
+        register_checkpoint_loader()
+        for load in (load_checkpoint_safely, CheckpointLoader.load_checkpoint):
+            with pytest.raises(pickle.UnpicklingError):
+                load(str(path))
+            assert not marker.exists(), load
+    finally:
+        CheckpointLoader.register_scheme(
+            '', load_local_checkpoint, force=True)
+
+
+def _retag_storages(path, location):
+    """Rewrite a CPU checkpoint as if saved on ``location`` (e.g. a GPU)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path) as src, \
+            zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith('/data.pkl'):
+                cpu = b'X\x03\x00\x00\x00cpu'
+                assert cpu in data
+                data = data.replace(
+                    cpu, b'X' + len(location).to_bytes(4, 'little') +
+                    location.encode())
+            dst.writestr(info.filename, data)
+    path.write_bytes(buf.getvalue())
+
+
+def test_gpu_checkpoints_load_on_cpu_and_map_location_is_passed(tmp_path):
+    """A checkpoint saved on a GPU loads on a CPU-only machine (default
+    ``map_location='cpu'``); a given ``map_location`` reaches torch, also
+    through mmengine's loader; a missing file names itself."""
+    from mmengine.runner import CheckpointLoader
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    if torch.cuda.is_available():
+        pytest.skip('needs a machine without CUDA')
+    path = tmp_path / 'gpu.pth'
+    torch.save({'w': torch.arange(3.0)}, path)
+    _retag_storages(path, 'cuda:0')
+    with pytest.raises(RuntimeError, match='CUDA'):
+        torch.load(path, weights_only=True)
+    assert load_checkpoint_safely(path)['w'].tolist() == [0.0, 1.0, 2.0]
+
+    seen = []
+
+    def to_cpu(storage, location):
+        seen.append(location)
+        return storage
+
+    for load in (load_checkpoint_safely, CheckpointLoader.load_checkpoint):
+        seen.clear()
+        loaded = load(str(path), map_location=to_cpu)
+        assert loaded['w'].tolist() == [0.0, 1.0, 2.0] and seen == ['cuda:0']
+    missing = str(tmp_path / 'missing.pth')
+    with pytest.raises(FileNotFoundError, match='missing.pth can not be'):
+        CheckpointLoader.load_checkpoint(missing)
+
+
 def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
     """Exact contents: no entry can slip in unnoticed."""
     import numpy.dtypes
@@ -249,12 +401,10 @@ def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
         HistoryBuffer
 
 
-HELPERS = osp.join(REPO, 'tests', 'helpers')
-
-
 @pytest.fixture
 def probe_config(tmp_path):
-    """The quick-start config plus a hook recording each rank's world size."""
+    """The quick-start config plus a hook recording, on each rank, the world
+    size, the images trained on and the weights (tests/helpers)."""
     path = tmp_path / 'probe_config.py'
     path.write_text(
         f'_base_ = [{QUICKSTART!r}]\n'
@@ -277,7 +427,11 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
 
     path = tmp_path / 'sneaky.pth'
     torch.save({'x': Sneaky()}, path)
-    with pytest.raises(pickle.UnpicklingError, match='refusing getattr'):
+    with pytest.raises(
+            pickle.UnpicklingError,
+            match=r"refusing getattr\(<class 'mmengine.*HistoryBuffer'>, "
+            r"'__init__'\).*only the HistoryBuffer statistics methods "
+            r"\['current', 'max', 'mean', 'min'\]"):
         load_checkpoint_safely(path)
 
     buffer = HistoryBuffer()
@@ -297,10 +451,24 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
     assert loaded['boxes'].shape == (0, 4)
 
 
-def _world_sizes(work):
-    """World size as each rank saw it, by rank."""
-    return [int((work / f'probe_rank{r}.txt').read_text())
-            for r in range(2)]
+def _check_two_ranks(work, iters=2):
+    """Both ranks in a world of 2, each iteration on different images, from
+    the same initial weights to the same final ones (DDP averaged the
+    gradients), which training changed and the checkpoint holds."""
+    from helpers.world_probe import state_digest
+
+    from projects.dap.dap.utils import load_checkpoint_safely
+    probes = [json.loads((work / f'probe_rank{r}.json').read_text())
+              for r in range(2)]
+    assert [p['world'] for p in probes] == [2, 2]
+    rank0, rank1 = (p['img_ids'] for p in probes)
+    assert len(rank0) == len(rank1) == iters
+    for ids0, ids1 in zip(rank0, rank1):
+        assert ids0 and ids1 and not set(ids0) & set(ids1), (rank0, rank1)
+    assert probes[0]['initial'] == probes[1]['initial']
+    assert probes[0]['final'] == probes[1]['final'] != probes[0]['initial']
+    saved = load_checkpoint_safely(work / f'iter_{iters}.pth')['state_dict']
+    assert state_digest(saved) == probes[0]['final']
 
 
 @pytest.mark.skipif(shutil.which('mpirun') is None, reason='no MPI')
@@ -313,13 +481,12 @@ def test_mpirun_two_ranks(shapes_workspace, tmp_path, probe_config):
         work, '--cfg-options', 'train_cfg.max_iters=2',
         'train_cfg.val_interval=2'
     ], cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
-    assert _world_sizes(work) == [2, 2]
-    assert (work / 'iter_2.pth').exists()
+    _check_two_ranks(work)
     assert 'coco/bbox_mAP' in proc.stdout
 
 
 def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
-                                     probe_config):
+                                     probe_config, ground_truth_config):
     work = tmp_path / 'work'
     proc = run_tool([
         'bash', osp.join(REPO, 'tools', 'dist_train.sh'), probe_config, '2',
@@ -327,13 +494,15 @@ def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
         'train_cfg.val_interval=2'
     ], cwd=shapes_workspace, env={'PORT': str(free_port()),
                                   'PYTHONPATH': HELPERS})
-    assert _world_sizes(work) == [2, 2]
+    _check_two_ranks(work)
     assert 'coco/bbox_mAP' in proc.stdout
 
-    # and the checkpoint evaluates on 2 processes (results gathered on CPU)
+    # dist_test.sh on 2 processes gathers every image's results once (on
+    # CPU): the ground truth as predictions scores exactly 1
+    config, ckpt = ground_truth_config
     proc = run_tool([
-        'bash', osp.join(REPO, 'tools', 'dist_test.sh'), QUICKSTART,
-        work / 'iter_2.pth', '2', '--work-dir', tmp_path / 'eval'
-    ], cwd=shapes_workspace, env={'PORT': str(free_port())})
-    assert 'coco/bbox_mAP_50' in proc.stdout
-    assert (work / 'iter_2.pth').exists()
+        'bash', osp.join(REPO, 'tools', 'dist_test.sh'), config, ckpt, '2',
+        '--work-dir', tmp_path / 'eval'
+    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
+                                  'PYTHONPATH': HELPERS})
+    assert PERFECT.items() <= _printed_coco(proc.stdout).items()

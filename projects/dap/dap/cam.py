@@ -91,20 +91,27 @@ def normalize_cam(cam: torch.Tensor,
     return out.masked_fill(~valid_mask | ~(span > 0), 0.0)
 
 
-def fuse_cams(cam_small: torch.Tensor,
-              cam_large: torch.Tensor) -> torch.Tensor:
-    """Nearest-upsample ``cam_small`` onto ``cam_large``'s grid, average.
+def fuse_cams(*cams: torch.Tensor, onto: int = -1) -> torch.Tensor:
+    """Nearest-resize every map onto the grid of ``cams[onto]`` (default the
+    last), average.
 
     Works on (H, W) or (N, H, W) maps; torch ``F.interpolate(mode='nearest')``
     semantics (source index ``floor(dst * in / out)``), as in the original.
+    ``fuse_cams(cam_288, cam_576)`` is the original's two-scale fusion; the
+    extractor fuses its scales with this function.
     """
-    squeeze = cam_small.dim() == 2
-    if squeeze:
-        cam_small, cam_large = cam_small[None], cam_large[None]
-    up = F.interpolate(
-        cam_small[:, None].float(), size=cam_large.shape[-2:],
-        mode='nearest')[:, 0]
-    fused = (up + cam_large.float()) / 2
+    if not cams:
+        raise ValueError('fuse_cams needs at least one map')
+    squeeze = cams[0].dim() == 2
+    maps = [c[None] if squeeze else c for c in cams]
+    grid = maps[onto].float()
+    total = grid.clone()
+    for i, cam in enumerate(maps):
+        if i != onto % len(maps):
+            total += F.interpolate(
+                cam[:, None].float(), size=grid.shape[-2:], mode='nearest')[:,
+                                                                            0]
+    fused = total / len(maps)
     return fused[0] if squeeze else fused
 
 
@@ -237,13 +244,14 @@ class CAMExtractor:
         pad_w = -size[1] % self.stride
         return F.pad(image, (0, pad_w, 0, pad_h))
 
-    @torch.no_grad()
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """Last-stage features of a padded batch, flip-averaged."""
         num = batch.shape[0]
         if self.flip:
             batch = torch.cat([batch, batch.flip(-1)])
-        feats = self.classifier.extract_feat(batch, stage='backbone')
+        # no_grad inside, not as a decorator: mutmut skips decorated code
+        with torch.no_grad():
+            feats = self.classifier.extract_feat(batch, stage='backbone')
         feat = feats[-1] if isinstance(feats, (tuple, list)) else feats
         want = (batch.shape[-2] // self.stride, batch.shape[-1] // self.stride)
         if feat.dim() != 4 or tuple(feat.shape[-2:]) != want:
@@ -256,7 +264,6 @@ class CAMExtractor:
             feat = (feat[:num] + feat[num:].flip(-1)) / 2
         return feat
 
-    @torch.no_grad()
     def __call__(self, images: Sequence[ImageLike],
                  labels: Sequence[int]) -> List[torch.Tensor]:
         images = list(images)
@@ -270,21 +277,17 @@ class CAMExtractor:
                                  f'classifier\'s classes [0, {num_classes})')
         prepared = [self._to_chw(img, i) for i, img in enumerate(images)]
         per_scale = {}
-        for scale in self.scales:
-            inputs = [self.preprocess(img, u8, scale) for img, u8 in prepared]
-            per_scale[scale] = self._scale_cams(inputs, labels)
-        fused = []
-        for i in range(len(images)):
-            grid = per_scale[self.fusion_scale][i]
-            total = grid.clone()
+        with torch.no_grad():  # the head's weights require grad
             for scale in self.scales:
-                if scale != self.fusion_scale:
-                    total += F.interpolate(
-                        per_scale[scale][i][None, None],
-                        size=grid.shape,
-                        mode='nearest')[0, 0]
-            fused.append(total / len(self.scales))
-        return fused
+                inputs = [
+                    self.preprocess(img, u8, scale) for img, u8 in prepared
+                ]
+                per_scale[scale] = self._scale_cams(inputs, labels)
+        onto = self.scales.index(self.fusion_scale)
+        return [
+            fuse_cams(*(per_scale[s][i] for s in self.scales), onto=onto)
+            for i in range(len(images))
+        ]
 
     def _scale_cams(self, inputs: List[torch.Tensor],
                     labels: List[int]) -> List[torch.Tensor]:
