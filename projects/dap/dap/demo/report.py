@@ -181,8 +181,8 @@ def render_report(preset: str, classifier: dict, quality: dict,
         f'accuracy @ 0.5 | {pct(trivial["whole_image"])} / '
         f'{pct(trivial["centre_box"])} % |',
         '',
-        'Scored by `tools/analysis_tools/eval_pseudo_boxes.py` against the true '
-        'boxes, which the pipeline never trains on. '
+        'Scored by `tools/analysis_tools/eval_pseudo_boxes.py` against the '
+        'true boxes, which the pipeline never trains on. '
         '![CAM examples](cam_examples.png)',
         '',
         '## Step 4: DAP vs CLS initialisation on mini-VOC test',
