@@ -276,10 +276,14 @@ def test_converted_resnet50_loads_strictly_into_mmpretrain(tmp_path):
     assert 'ResNet-50 with 1000 classes' in proc.stdout
     ckpt = torch.load(tmp_path / 'mm.pth', weights_only=True)
     assert ckpt['meta']['depth'] == 50
-    model = ImageClassifier(
-        backbone=dict(type='ResNet', depth=50),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048))
+    from mmengine.registry import DefaultScope
+    # mmpretrain's registries, whatever scope an earlier test left set
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = ImageClassifier(
+            backbone=dict(type='ResNet', depth=50),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000,
+                      in_channels=2048))
     result = model.load_state_dict(ckpt['state_dict'], strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     state = model.state_dict()

@@ -86,12 +86,15 @@ def test_cam_on_image_maps_cells_to_pixels():
 
 def test_browse_tool_draws_boxes_heat_maps_and_stats(workspace, tmp_path):
     root, box_path = workspace
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
     torch.manual_seed(0)
-    model = ImageClassifier(
-        backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
+    # mmpretrain's registries, whatever scope an earlier test left set
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = ImageClassifier(
+            backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
     ckpt = tmp_path / 'cls.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
     cfg = tmp_path / 'cfg.py'

@@ -44,15 +44,19 @@ class BrightnessClassifier(torch.nn.Module):
 
 
 def tiny_resnet(num_classes=5, seed=0):
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
     torch.manual_seed(seed)
-    model = ImageClassifier(
-        backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead', num_classes=num_classes, in_channels=512),
-        data_preprocessor=dict(
-            mean=[120.0, 110.0, 100.0], std=[60.0, 50.0, 40.0]))
+    # mmpretrain's registries, whatever scope an earlier test left set
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = ImageClassifier(
+            backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead', num_classes=num_classes,
+                in_channels=512),
+            data_preprocessor=dict(
+                mean=[120.0, 110.0, 100.0], std=[60.0, 50.0, 40.0]))
     return model.eval()
 
 
