@@ -21,6 +21,7 @@ build leaves no index (the next run builds it again) and readers never see
 a partial one.  Both datasets of DAP (step 2's :class:`IndexedImageNet`,
 step 3's ``ImageNetPseudoBoxDataset``) parse lines with the code here.
 """
+import copy
 import hashlib
 import json
 import os
@@ -48,6 +49,36 @@ INDEX_SUFFIX = '.dapindex'
 _PROBE_BYTES = 1 << 20  # head / tail of the list hashed to detect changes
 _LABEL_RE = re.compile(rb'[+-]?[0-9]+')
 _WHITESPACE = b' \t\r\n\x0b\x0c'
+
+
+class RowDataset:
+    """What mmengine's ``BaseDataset`` assumes, for a dataset whose samples
+    are rows of on-disk arrays instead of a data list (which would not fit
+    for ImageNet-22K).  The dataset sets ``_length`` in ``full_init`` and
+    restricts itself to ``indices`` in ``_apply_indices``."""
+
+    def __len__(self) -> int:
+        if not self._fully_initialized:
+            self.full_init()
+        return self._length
+
+    def load_data_list(self):
+        raise NotImplementedError(
+            f'{type(self).__name__} keeps no data list (it would not fit '
+            'for ImageNet-22K); use len() and get_data_info(i)')
+
+    def get_subset_(self, indices: Union[int, Sequence[int]]) -> None:
+        if not self._fully_initialized:
+            self.full_init()
+        self._apply_indices(indices)
+
+    def get_subset(self, indices: Union[int, Sequence[int]]):
+        if not self._fully_initialized:
+            self.full_init()
+        other = copy.copy(self)
+        other._metainfo = copy.deepcopy(self._metainfo)
+        other._apply_indices(indices)
+        return other
 
 
 class ImageListError(ValueError):

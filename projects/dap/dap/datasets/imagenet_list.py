@@ -9,7 +9,6 @@ from it when it is asked for.  Samples (``img_path``, ``gt_label``,
 ``sample_idx``), their order, the classes and the ``split`` / ``data_root``
 / ``data_prefix`` / ``ann_file`` / ``indices`` arguments are mmpretrain's.
 """
-import copy
 import logging
 import os
 import os.path as osp
@@ -26,10 +25,10 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import ImageNet, ImageNet21k
 from mmpretrain.registry import DATASETS
 from ..utils.progress_log import ProgressLog
-from .image_list import (ImageListError, ImageListIndex, build_ann_index,
-                         build_folder_index, default_index_path,
-                         find_class_folders, open_index_if_current,
-                         subset_positions)
+from .image_list import (ImageListError, ImageListIndex, RowDataset,
+                         build_ann_index, build_folder_index,
+                         default_index_path, find_class_folders,
+                         open_index_if_current, subset_positions)
 
 
 def _cache_index_dir() -> str:
@@ -38,7 +37,7 @@ def _cache_index_dir() -> str:
     return osp.join(base, 'dap', 'image_lists')
 
 
-class _IndexedImageList:
+class _IndexedImageList(RowDataset):
     """What the two registered classes add to mmpretrain's datasets.
 
     Args:
@@ -200,30 +199,6 @@ class _IndexedImageList:
         if not self._fully_initialized:
             self.full_init()
         return self._index.fingerprint(num_classes, self._subset, progress)
-
-    def __len__(self) -> int:
-        if not self._fully_initialized:
-            self.full_init()
-        return self._length
-
-    # ------------------------------------------- what BaseDataset assumes
-    def load_data_list(self):
-        raise NotImplementedError(
-            f'{type(self).__name__} keeps no data list (it would not fit '
-            'for ImageNet-22K); use len() and get_data_info(i)')
-
-    def get_subset_(self, indices: Union[int, Sequence[int]]) -> None:
-        if not self._fully_initialized:
-            self.full_init()
-        self._apply_indices(indices)
-
-    def get_subset(self, indices: Union[int, Sequence[int]]):
-        if not self._fully_initialized:
-            self.full_init()
-        other = copy.copy(self)
-        other._metainfo = copy.deepcopy(self._metainfo)
-        other._apply_indices(indices)
-        return other
 
 
 def _remove_tree(path: str) -> None:

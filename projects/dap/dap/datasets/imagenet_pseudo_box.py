@@ -11,7 +11,6 @@ memory map: a mapped page stays in the process's resident set once touched
 worker would map the whole file; read through the page cache, the file is
 shared by all ranks and workers and the resident set stays flat.
 """
-import copy
 import logging
 import mmap
 import os.path as osp
@@ -25,8 +24,9 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
 from ..box_file import BoxFileError, ImageListHasher, PseudoBoxFile
-from .image_list import (FileRows, find_class_folders, read_ann_blocks,
-                         scan_class_folders, subset_positions)
+from .image_list import (FileRows, RowDataset, find_class_folders,
+                         read_ann_blocks, scan_class_folders,
+                         subset_positions)
 
 
 class _ImageListDigest:
@@ -116,7 +116,7 @@ def _release_mapped_pages(box: PseudoBoxFile) -> None:
 
 
 @DATASETS.register_module()
-class ImageNetPseudoBoxDataset(BaseDetDataset):
+class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
     """ImageNet (1K or 22K) with pseudo boxes from a ``.dapbox`` file.
 
     The image list is read as mmpretrain's ``ImageNet`` / ``CustomDataset``
@@ -363,34 +363,9 @@ class ImageNetPseudoBoxDataset(BaseDetDataset):
     def get_cat_ids(self, idx: int) -> List[int]:
         return [i['bbox_label'] for i in self.get_data_info(idx)['instances']]
 
-    def __len__(self) -> int:
-        if not self._fully_initialized:
-            self.full_init()
-        return self._length
-
     def __setstate__(self, state: dict) -> None:
         """Unpickled (spawned worker): the box file was opened again, so
         drop the pages its validation mapped."""
         self.__dict__.update(state)
         if self._box is not None:
             _release_mapped_pages(self._box)
-
-    # ------------------------------------------- what BaseDataset assumes
-    def load_data_list(self) -> List[dict]:
-        raise NotImplementedError(
-            f'{type(self).__name__} keeps no data list (it would not fit '
-            'for ImageNet-22K); use len() and get_data_info(i)')
-
-    def get_subset_(self, indices: Union[int, Sequence[int]]) -> None:
-        if not self._fully_initialized:
-            self.full_init()
-        self._apply_indices(indices)
-
-    def get_subset(self, indices: Union[int, Sequence[int]]
-                   ) -> 'ImageNetPseudoBoxDataset':
-        if not self._fully_initialized:
-            self.full_init()
-        other = copy.copy(self)
-        other._metainfo = copy.deepcopy(self._metainfo)
-        other._apply_indices(indices)
-        return other
