@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,20 +45,25 @@ def empty(shape):
     return np.zeros(shape, np.float32)
 
 
-def write_direct(path, images, **kwargs):
-    keys = [im['key'] for im in images]
-    labels = [im['label'] for im in images]
-    meta = dict(num_classes=NUM_CLASSES, generation_config=GEN_CONFIG,
-                checkpoint_sha256=None,
-                image_list_fingerprint=image_list_fingerprint(keys, labels))
+def write_images(path, images, meta, **kwargs):
     write_box_file(
-        path, keys, [im['size'] for im in images], labels,
+        path, [im['key'] for im in images], [im['size'] for im in images],
+        [im['label'] for im in images],
         [im.get('boxes', empty((0, 4))) for im in images],
         [im.get('scores', empty(0)) for im in images],
         [im.get('thresholds', empty(0)) for im in images],
         [1 if 'failed' in im else 0 for im in images], meta,
         failed=[(im['index'], im['key'], im['failed']) for im in images
                 if 'failed' in im], **kwargs)
+
+
+def write_direct(path, images, **kwargs):
+    keys = [im['key'] for im in images]
+    labels = [im['label'] for im in images]
+    meta = dict(num_classes=NUM_CLASSES, generation_config=GEN_CONFIG,
+                checkpoint_sha256=None,
+                image_list_fingerprint=image_list_fingerprint(keys, labels))
+    write_images(path, images, meta, **kwargs)
     return meta
 
 
@@ -166,7 +172,7 @@ def test_arrays_writer_equals_per_image_writer(tmp_path):
     bf = PseudoBoxFile.open(tmp_path / 'a.dapbox')
     write_box_file_arrays(
         tmp_path / 'b.dapbox', bf.keys, bf.sizes, bf.labels, bf.offsets,
-        bf.boxes, bf.scores, bf.thresholds, bf.status,
+        bf.boxes.astype(np.float64), bf.scores, bf.thresholds, bf.status,
         dict(num_classes=NUM_CLASSES, generation_config=GEN_CONFIG),
         failed={4: 'cannot identify image file'})
     assert dir_bytes(tmp_path / 'a.dapbox') == dir_bytes(tmp_path / 'b.dapbox')
@@ -182,7 +188,10 @@ def test_check_matches(tmp_path):
     bf.check_matches(image_list_fingerprint(keys))  # keys-only variant
     with pytest.raises(BoxFileError, match='fingerprint'):
         bf.check_matches(image_list_fingerprint(keys[::-1]))
-    with pytest.raises(BoxFileError, match='7 images, the dataset 8'):
+    with pytest.raises(BoxFileError, match=r'does not match: it has 7 '
+                       r'images, the dataset 8\. Regenerate the boxes for '
+                       r'this image list or point the config at the right '
+                       r'box file\.$'):
         bf.check_matches(num_images=8)
     with pytest.raises(BoxFileError, match='3 classes, the model/dataset 5'):
         bf.check_matches(num_classes=5)
@@ -221,8 +230,17 @@ def test_write_is_atomic_and_does_not_clobber(tmp_path):
      'x2 >= x1'),
     (lambda ims: ims[1].update(scores=np.array([np.nan], np.float32)),
      'scores finite'),
+    (lambda ims: ims[3]['boxes'].__setitem__(1, [5, 0, 1, 1]),
+     r'box file data: box 4 \(image 3\) is \[5\.0, 0\.0, 1\.0, 1\.0\]'),
+    (lambda ims: ims[4].update(label=-2),
+     r'image 4 has label -2, outside \[0, num_classes=3\)'),
+    (lambda ims: ims[4].update(boxes=np.ones((1, 4), np.float32),
+                               scores=np.ones(1, np.float32),
+                               thresholds=np.ones(1, np.float32)),
+     r'^box file data: failed image 4 has boxes$'),
     (lambda ims: ims[1].update(size=(0, 10)), 'positive sizes'),
-    (lambda ims: ims[2].update(key='a\nb'), 'newline'),
+    (lambda ims: ims[2].update(key='a\nb'),
+     r'image keys 0\.\.6 include a key with a newline'),
     (lambda ims: ims[2].update(
         thresholds=np.zeros(3, np.float32)), '2 boxes, 2 scores and 3'),
 ])
@@ -238,7 +256,8 @@ def test_write_rejects_inconsistent_meta_and_failures(tmp_path):
     images = make_images()
     args = ([im['key'] for im in images], [(5, 5)] * 7, [0] * 7,
             [0] * 8, empty((0, 4)), empty(0), empty(0), None)
-    with pytest.raises(BoxFileError, match='num_classes'):
+    with pytest.raises(BoxFileError, match=r'^meta needs "num_classes" \(a '
+                       r'positive int\) or "classes"$'):
         write_box_file_arrays(tmp_path / 'a', *args, meta={})
     with pytest.raises(BoxFileError, match='another image list'):
         write_box_file_arrays(
@@ -251,6 +270,10 @@ def test_write_rejects_inconsistent_meta_and_failures(tmp_path):
     with pytest.raises(BoxFileError, match='failed list and status'):
         write_box_file_arrays(tmp_path / 'a', *args,
                               meta=dict(num_classes=2), failed={3: 'x'})
+    with pytest.raises(BoxFileError,
+                       match=r'^status has shape \(6,\), expected \(7,\)$'):
+        write_box_file_arrays(tmp_path / 'a', *args[:-1], [0] * 6,
+                              meta=dict(num_classes=2))
 
 
 # --------------------------------------------------------------------------
@@ -292,6 +315,21 @@ def _corrupt_truncated(path):
     (path / 'boxes.npy').write_bytes(data[:-8])
 
 
+def _corrupt_padded(path):
+    with open(path / 'boxes.npy', 'ab') as f:
+        f.write(b'\0' * 16)
+
+
+def _corrupt_first_offset(path):
+    offsets = np.load(path / 'box_offsets.npy')
+    offsets[1] = -1
+    np.save(path / 'box_offsets.npy', offsets)
+
+
+def _corrupt_failed_index(path):
+    np.save(path / 'failed_indices.npy', np.array([3], np.int64))
+
+
 def _corrupt_format(path):
     (path / 'meta.json').write_text('{"format": "coco"}')
 
@@ -314,6 +352,12 @@ def _corrupt_status(path):
     (_corrupt_dtype, 'image_labels.npy has dtype float64, expected int64'),
     (_corrupt_length, r'shape \(6, 2\), expected \(7, 2\)'),
     (_corrupt_truncated, 'truncated'),
+    (_corrupt_padded, r'boxes.npy has 288 bytes, expected 272: the file is '
+     'padded'),
+    (_corrupt_first_offset,
+     r'not monotone: offsets\[0\]=0 > offsets\[1\]=-1'),
+    (_corrupt_failed_index,
+     'failed_indices.npy and image_status.npy disagree$'),
     (_corrupt_format, "format is 'coco'"),
     (_corrupt_json, 'not valid JSON'),
     (_corrupt_status, '2 images have status failed but failed_indices.npy '
@@ -328,7 +372,8 @@ def test_open_refuses_corrupt_files(tmp_path, corrupt, message):
 
 
 def test_open_refuses_non_directories(tmp_path):
-    with pytest.raises(BoxFileError, match='does not exist'):
+    with pytest.raises(BoxFileError, match='nothing.dapbox does not exist; '
+                       'a box file is a directory'):
         PseudoBoxFile.open(tmp_path / 'nothing.dapbox')
     (tmp_path / 'file.npz').write_bytes(b'PK')
     with pytest.raises(BoxFileError, match='is not a directory'):
@@ -342,7 +387,9 @@ def test_verify_detects_modified_arrays(tmp_path):
     labels[0] = 2
     np.save(path / 'image_labels.npy', labels)
     bf = PseudoBoxFile.open(path)  # cheap checks pass ...
-    with pytest.raises(BoxFileError, match='fingerprints'):
+    with pytest.raises(BoxFileError, match=r'keys/labels do not match the '
+                       r'fingerprints stored in meta\.json \(the arrays '
+                       r'were modified\)$'):
         bf.verify()  # ... the full scan does not
 
 
@@ -494,3 +541,194 @@ def test_writer_validates_its_input(tmp_path):
     with pytest.raises(BoxFileError, match='closed'):
         w.add_failed(0, 'k', 'x')
     assert not [p for p in os.listdir(tmp_path / 's') if 'shard' in p]
+
+
+# --------------------------------------------------------------------------
+# exact errors and edge cases (each planted bug of the mutation sample
+# changes one of these results)
+
+
+def test_empty_image_list_writes_and_merges_to_the_same_file(tmp_path):
+    write_box_file(tmp_path / 'd.dapbox', [], [], [], [], [], [], [],
+                   dict(num_classes=2))
+    bf = PseudoBoxFile.open(tmp_path / 'd.dapbox')
+    assert len(bf) == 0 and bf.num_boxes == 0
+    assert bf.sizes.shape == (0, 2) and bf.boxes.shape == (0, 4)
+    assert bf.scores.shape == (0, ) and bf.offsets.tolist() == [0]
+    merge_shards(tmp_path / 'no_shards', tmp_path / 'm.dapbox', 0,
+                 meta=dict(num_classes=2))
+    assert dir_bytes(tmp_path / 'm.dapbox') == dir_bytes(tmp_path / 'd.dapbox')
+
+
+@pytest.mark.parametrize('meta, message', [
+    (dict(num_classes=3, generation_config={'a': {1, 2}}),
+     '^meta is not plain JSON data: '),
+    (dict(num_classes=3, generation_config='x'),
+     r'^meta\["generation_config"\] must be a dict$'),
+    (dict(classes=['a', 3, 'c']), r'^meta\["classes"\] must be a list of '
+     'names$'),
+    (dict(classes=['a', 'b'], num_classes=3),
+     r'^meta\["num_classes"\]=3 but 2 class names$'),
+    (dict(num_classes=3, failed=[]), '^pass failures with failed=...'),
+    (dict(num_classes=3, num_boxes=1),
+     r'^meta\["num_boxes"\]=1 contradicts the data being written \(9\)$'),
+])
+def test_write_rejects_bad_meta(tmp_path, meta, message):
+    with pytest.raises(BoxFileError, match=message):
+        write_images(tmp_path / 'b.dapbox', make_images(), meta)
+    assert not (tmp_path / 'b.dapbox').exists()
+
+
+def test_meta_json_is_utf8_and_classes_give_num_classes(tmp_path):
+    write_images(tmp_path / 'b.dapbox', make_images(),
+                 dict(classes=['cat', 'dög', 'eel'],
+                      generation_config={'note': 'ü'}))
+    bf = PseudoBoxFile.open(tmp_path / 'b.dapbox')
+    assert bf.num_classes == 3 and bf.classes == ['cat', 'dög', 'eel']
+    text = (tmp_path / 'b.dapbox' / 'meta.json').read_bytes()
+    assert '"note": "ü"'.encode() in text and b'\\u' not in text
+
+
+def test_first_image_failed_and_npy_version_2_members_open(tmp_path):
+    images = make_images()
+    images[0] = dict(index=0, key=images[0]['key'], size=(0, 0), label=-1,
+                     failed='unreadable')
+    write_direct(tmp_path / 'b.dapbox', images)
+    scores = np.load(tmp_path / 'b.dapbox' / 'scores.npy')
+    with open(tmp_path / 'b.dapbox' / 'scores.npy', 'wb') as f:
+        np.lib.format.write_array(f, scores, version=(2, 0))
+    bf = PseudoBoxFile.open(tmp_path / 'b.dapbox')
+    assert [f[0] for f in bf.failed] == [0, 4]
+    np.testing.assert_array_equal(bf.scores, scores)
+
+
+def test_verify_names_the_file_and_the_bad_box(tmp_path):
+    path = tmp_path / 'b.dapbox'
+    write_direct(path, make_images())
+    boxes = np.load(path / 'boxes.npy')
+    boxes[1, 2] = boxes[1, 0] - 1  # x2 < x1 in image 2's first box
+    np.save(path / 'boxes.npy', boxes)
+    bf = PseudoBoxFile.open(path)  # values are not read on open
+    with pytest.raises(BoxFileError,
+                       match='^' + re.escape(str(path)) + r': box 1 \(image '
+                       r'2\) is'):
+        bf.verify()
+
+
+def test_two_conflicts_are_both_listed(tmp_path):
+    images = make_images()
+    meta = run_meta(images)
+    with ShardWriter(tmp_path / 's', 0, meta) as w:
+        for im in images:
+            feed(w, im)
+    with ShardWriter(tmp_path / 's', 1, meta) as w:
+        for i in (2, 3):
+            images[i]['boxes'] = images[i]['boxes'] + 1
+            feed(w, images[i])
+    with pytest.raises(BoxFileError, match=r'^2 images have conflicting '
+                       r'results in different shards \(index 2 in '
+                       r'shard-r00001-000000\.npz and shard-r00000-000000\.'
+                       r'npz; index 3 in shard-r00001-000000\.npz and '
+                       r'shard-r00000-000000\.npz\)'):
+        merge_shards(tmp_path / 's', tmp_path / 'm.dapbox', 7)
+
+
+def test_run_json_without_hard_links_and_long_differences(tmp_path,
+                                                          monkeypatch):
+    images = make_images()
+    meta = run_meta(images)
+
+    def no_links(src, dst):
+        raise PermissionError('file system without hard links')
+
+    monkeypatch.setattr(os, 'link', no_links)
+    ShardWriter(tmp_path / 's', 0, meta).close()
+    assert json.loads((tmp_path / 's' / 'run.json').read_text())[
+        'run_meta'] == meta
+    assert sorted(os.listdir(tmp_path / 's')) == ['run.json']
+    long_old = dict(meta, generation_config={'x': 'a' * 200})
+    ShardWriter(tmp_path / 'l', 0, long_old).close()
+    with pytest.raises(BoxFileError) as info:
+        ShardWriter(tmp_path / 'l', 0,
+                    dict(meta, generation_config={'x': 'b' * 200}))
+    old_text = json.dumps({'x': 'a' * 200})[:117] + '...'
+    new_text = json.dumps({'x': 'b' * 200})[:117] + '...'
+    assert f'(generation_config: existing {old_text}, new {new_text}). ' \
+        in str(info.value)
+
+
+def test_merge_refuses_damaged_and_foreign_shards(tmp_path):
+    images = make_images()
+    with ShardWriter(tmp_path / 's', 0, run_meta(images)) as w:
+        for im in images:
+            feed(w, im)
+    shard = tmp_path / 's' / 'shard-r00000-000000.npz'
+    with np.load(shard) as npz:
+        good = dict(npz)
+    np.savez(shard, **dict(good, version=np.array(2)))
+    with pytest.raises(BoxFileError, match='has format dap-pseudo-box-shard '
+                       'version 2, expected dap-pseudo-box-shard 1'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 7)
+    np.savez(shard, **dict(good, keys=good['keys'].astype(object)))
+    with pytest.raises(BoxFileError, match='unreadable.*allow_pickle'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 7)
+    run = json.loads((tmp_path / 's' / 'run.json').read_text())
+    (tmp_path / 's' / 'run.json').write_text(
+        json.dumps(dict(run, version=2)))
+    with pytest.raises(BoxFileError, match='has shard format version 2, '
+                       'this code writes 1'):
+        merge_shards(tmp_path / 's', tmp_path / 'm', 7)
+    assert not (tmp_path / 'm').exists()
+
+
+def test_merge_reports_missing_and_out_of_range_indices(tmp_path):
+    images = make_images()
+    with ShardWriter(tmp_path / 's', 0, run_meta(images)) as w:
+        for im in images:
+            if im['index'] not in (1, 6):
+                feed(w, im)
+    with pytest.raises(BoxFileError, match=r'2 of 7 images have no result '
+                       r'in .* \(e\.g\. 1, 6\)'):
+        merge_shards(tmp_path / 's', tmp_path / 'm.dapbox', 7)
+    meta = dict(run_meta(images))
+    del meta['num_images']
+    with ShardWriter(tmp_path / 'r', 0, meta) as w:
+        w.add(9, 'k', (5, 5), 0, empty((0, 4)), empty(0), empty(0))
+    with pytest.raises(BoxFileError, match=r'shard-r00000-000000\.npz holds '
+                       r'index 9, outside \[0, 7\): it was made for another '
+                       'image list'):
+        merge_shards(tmp_path / 'r', tmp_path / 'm.dapbox', 7)
+
+
+def test_shard_writer_flushes_every_image_and_checks_sizes_and_keys(
+        tmp_path):
+    images = make_images()
+    with pytest.raises(BoxFileError, match='flush_every must be >= 1'):
+        ShardWriter(tmp_path / 's', 0, run_meta(images), flush_every=0)
+    w = ShardWriter(tmp_path / 's', 0, run_meta(images), flush_every=1)
+    for im in images[:3]:
+        feed(w, im)
+    assert sorted(p.name for p in (tmp_path / 's').glob('shard-*')) == [
+        f'shard-r00000-00000{i}.npz' for i in range(3)]
+    done = w.done_indices()
+    assert done.dtype == np.int64 and done.tolist() == [0, 1, 2]
+    with pytest.raises(BoxFileError, match=r'^image 3: size \(w, h\)=\(0, '
+                       r'5\)$'):
+        w.add(3, 'k', (0, 5), 0, empty((0, 4)), empty(0), empty(0))
+    with pytest.raises(BoxFileError, match=r"^image 3: invalid key 'a\\nb'$"):
+        w.add(3, 'a\nb', (5, 5), 0, empty((0, 4)), empty(0), empty(0))
+
+
+def test_failed_entries_must_name_the_right_key(tmp_path):
+    images = make_images()
+    with pytest.raises(BoxFileError, match="failed entry 4 has key 'x' but "
+                       "image 4 is 'n01/img_4_ü.JPEG'"):
+        write_box_file(
+            tmp_path / 'b.dapbox', [im['key'] for im in images],
+            [im['size'] for im in images], [im['label'] for im in images],
+            [im.get('boxes', empty((0, 4))) for im in images],
+            [im.get('scores', empty(0)) for im in images],
+            [im.get('thresholds', empty(0)) for im in images],
+            [int('failed' in im) for im in images],
+            dict(num_classes=NUM_CLASSES),
+            failed=[dict(index=4, key='x', reason='r')])
