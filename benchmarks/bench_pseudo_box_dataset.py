@@ -1,7 +1,7 @@
 """Start-up, memory and access cost of ImageNetPseudoBoxDataset: 10k vs 14M.
 
-Generates two simulated pseudo-box files (vectorised, with
-``write_box_file_arrays``): ImageNet-22K-sized (14,197,122 images, 21841
+Generates two simulated pseudo-box files (with ``write_box_file``):
+ImageNet-22K-sized (14,197,122 images, 21841
 classes, 1-3 boxes per image, 0.01% failed) and a 10k one, plus their
 mmpretrain-format image lists.  Each measurement runs in a fresh
 interpreter, so resident memory is counted from a clean baseline:
@@ -79,7 +79,7 @@ def simulated_list(n: int, seed: int = 0):
 
 def generate(root: str, n: int, seed: int = 0) -> None:
     """meta/train.txt and pseudo_boxes/boxes.dapbox for n images."""
-    from projects.dap.dap import write_box_file_arrays
+    from projects.dap.dap import write_box_file
     box_path = osp.join(root, 'pseudo_boxes', 'boxes.dapbox')
     if osp.exists(osp.join(box_path, 'meta.json')):
         return
@@ -104,9 +104,11 @@ def generate(root: str, n: int, seed: int = 0) -> None:
     boxes = np.concatenate([x1y1, x2y2], 1)
     scores = rng.random(m, dtype=np.float32)
     thresholds = np.full(m, 0.2, np.float32)
-    write_box_file_arrays(
-        box_path, keys, sizes, labels, offsets, boxes, scores, thresholds,
-        status, dict(num_classes=NUM_CLASSES),
+    cuts = offsets[1:-1]  # per-image views of the simulated arrays
+    write_box_file(
+        box_path, keys, sizes, labels, np.split(boxes, cuts),
+        np.split(scores, cuts), np.split(thresholds, cuts),
+        dict(num_classes=NUM_CLASSES),
         failed={int(i): 'simulated failure' for i in failed})
     print(f'  generated {n} images, {m} boxes in '
           f'{time.perf_counter() - start:.1f} s -> {root}', flush=True)

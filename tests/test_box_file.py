@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from projects.dap.dap.box_file import (FORMAT_NAME, FORMAT_VERSION,
-                                       BoxFileError, PseudoBoxFile,
-                                       ShardWriter, file_sha256,
+                                       BoxFileError, ImageListHasher,
+                                       PseudoBoxFile, ShardWriter,
+                                       describe_changes, file_sha256,
                                        image_list_fingerprint, merge_shards,
-                                       write_box_file, write_box_file_arrays)
+                                       write_box_file)
 
 NUM_CLASSES = 3
 GEN_CONFIG = {'scales': [288, 576], 'thresholds': [0.2, 0.3, 0.4, 0.5]}
@@ -51,10 +52,9 @@ def write_images(path, images, meta, **kwargs):
         [im['label'] for im in images],
         [im.get('boxes', empty((0, 4))) for im in images],
         [im.get('scores', empty(0)) for im in images],
-        [im.get('thresholds', empty(0)) for im in images],
-        [1 if 'failed' in im else 0 for im in images], meta,
-        failed=[(im['index'], im['key'], im['failed']) for im in images
-                if 'failed' in im], **kwargs)
+        [im.get('thresholds', empty(0)) for im in images], meta,
+        failed={im['index']: im['failed'] for im in images
+                if 'failed' in im}, **kwargs)
 
 
 def write_direct(path, images, **kwargs):
@@ -166,13 +166,15 @@ def test_round_trip_is_exact_and_memory_mapped(tmp_path):
                       indent=2, ensure_ascii=False) + '\n' == meta_text
 
 
-def test_arrays_writer_equals_per_image_writer(tmp_path):
+def test_writing_the_arrays_read_back_gives_the_same_bytes(tmp_path):
     images = make_images()
     write_direct(tmp_path / 'a.dapbox', images)
     bf = PseudoBoxFile.open(tmp_path / 'a.dapbox')
-    write_box_file_arrays(
-        tmp_path / 'b.dapbox', bf.keys, bf.sizes, bf.labels, bf.offsets,
-        bf.boxes.astype(np.float64), bf.scores, bf.thresholds, bf.status,
+    cuts = bf.offsets[1:-1]  # float64 and numpy-S keys: stored canonically
+    write_box_file(
+        tmp_path / 'b.dapbox', bf.keys, bf.sizes, bf.labels,
+        np.split(bf.boxes.astype(np.float64), cuts), np.split(bf.scores, cuts),
+        np.split(bf.thresholds, cuts),
         dict(num_classes=NUM_CLASSES, generation_config=GEN_CONFIG),
         failed={4: 'cannot identify image file'})
     assert dir_bytes(tmp_path / 'a.dapbox') == dir_bytes(tmp_path / 'b.dapbox')
@@ -255,25 +257,29 @@ def test_write_rejects_bad_values(tmp_path, change, message):
 def test_write_rejects_inconsistent_meta_and_failures(tmp_path):
     images = make_images()
     args = ([im['key'] for im in images], [(5, 5)] * 7, [0] * 7,
-            [0] * 8, empty((0, 4)), empty(0), empty(0), None)
+            [empty((0, 4))] * 7, [empty(0)] * 7, [empty(0)] * 7)
     with pytest.raises(BoxFileError, match=r'^meta needs "num_classes" \(a '
                        r'positive int\) or "classes"$'):
-        write_box_file_arrays(tmp_path / 'a', *args, meta={})
+        write_box_file(tmp_path / 'a', *args, meta={})
     with pytest.raises(BoxFileError, match='another image list'):
-        write_box_file_arrays(
+        write_box_file(
             tmp_path / 'a', *args,
             meta=dict(num_classes=2, image_list_fingerprint='0' * 64))
     with pytest.raises(BoxFileError, match='checkpoint_sha256'):
-        write_box_file_arrays(tmp_path / 'a', *args,
-                              meta=dict(num_classes=2,
-                                        checkpoint_sha256='abc'))
-    with pytest.raises(BoxFileError, match='failed list and status'):
-        write_box_file_arrays(tmp_path / 'a', *args,
-                              meta=dict(num_classes=2), failed={3: 'x'})
+        write_box_file(tmp_path / 'a', *args,
+                       meta=dict(num_classes=2, checkpoint_sha256='abc'))
+    with pytest.raises(BoxFileError, match='^failed index 7 out of range$'):
+        write_box_file(tmp_path / 'a', *args, meta=dict(num_classes=2),
+                       failed={3: 'x', 7: 'y'})
+    with pytest.raises(BoxFileError, match=r'^failed must be a dict \{image '
+                       r'index: reason\}, got list$'):
+        write_box_file(tmp_path / 'a', *args, meta=dict(num_classes=2),
+                       failed=[(3, images[3]['key'], 'x')])
     with pytest.raises(BoxFileError,
-                       match=r'^status has shape \(6,\), expected \(7,\)$'):
-        write_box_file_arrays(tmp_path / 'a', *args[:-1], [0] * 6,
-                              meta=dict(num_classes=2))
+                       match=r'^sizes has shape \(6, 2\), expected \(7, 2\)$'):
+        write_box_file(tmp_path / 'a', args[0], args[1][:6], *args[2:],
+                       meta=dict(num_classes=2))
+    assert not (tmp_path / 'a').exists()
 
 
 # --------------------------------------------------------------------------
@@ -549,7 +555,7 @@ def test_writer_validates_its_input(tmp_path):
 
 
 def test_empty_image_list_writes_and_merges_to_the_same_file(tmp_path):
-    write_box_file(tmp_path / 'd.dapbox', [], [], [], [], [], [], [],
+    write_box_file(tmp_path / 'd.dapbox', [], [], [], [], [], [],
                    dict(num_classes=2))
     bf = PseudoBoxFile.open(tmp_path / 'd.dapbox')
     assert len(bf) == 0 and bf.num_boxes == 0
@@ -719,16 +725,39 @@ def test_shard_writer_flushes_every_image_and_checks_sizes_and_keys(
         w.add(3, 'a\nb', (5, 5), 0, empty((0, 4)), empty(0), empty(0))
 
 
-def test_failed_entries_must_name_the_right_key(tmp_path):
-    images = make_images()
-    with pytest.raises(BoxFileError, match="failed entry 4 has key 'x' but "
-                       "image 4 is 'n01/img_4_ü.JPEG'"):
-        write_box_file(
-            tmp_path / 'b.dapbox', [im['key'] for im in images],
-            [im['size'] for im in images], [im['label'] for im in images],
-            [im.get('boxes', empty((0, 4))) for im in images],
-            [im.get('scores', empty(0)) for im in images],
-            [im.get('thresholds', empty(0)) for im in images],
-            [int('failed' in im) for im in images],
-            dict(num_classes=NUM_CLASSES),
-            failed=[dict(index=4, key='x', reason='r')])
+def test_member_file_says_where_each_array_lies(tmp_path):
+    write_direct(tmp_path / 'b.dapbox', make_images())
+    bf = PseudoBoxFile.open(tmp_path / 'b.dapbox')
+    for name, rows in (('boxes', bf.boxes), ('keys', bf.keys),
+                       ('offsets', bf.offsets)):
+        where = bf.member_file(name)
+        assert (where.dtype, where.row_shape, where.length) == (
+            rows.dtype, rows.shape[1:], len(rows))
+        with open(where.path, 'rb') as f:
+            f.seek(where.offset)
+            data = f.read()
+        np.testing.assert_array_equal(
+            np.frombuffer(data, where.dtype).reshape(rows.shape), rows)
+    assert bf.member_file('boxes').path == str(tmp_path / 'b.dapbox' /
+                                               'boxes.npy')
+    with pytest.raises(BoxFileError, match="'meta' is not a member"):
+        bf.member_file('meta')
+    before = np.array(bf.boxes)
+    bf.release_pages()  # drops resident pages, not data
+    np.testing.assert_array_equal(bf.boxes, before)
+
+
+def test_describe_changes_names_every_differing_value():
+    old = {'cfg': {'a': 1, 'b': {'c': [1, 2]}}, 'sha': 'x', 'same': 0}
+    new = {'cfg': {'a': 1, 'b': {'c': [3]}, 'd': None}, 'sha': 'y',
+           'same': 0}
+    assert describe_changes(old, new) == [
+        'cfg.b.c: existing [1, 2], new [3]', 'sha: existing "x", new "y"']
+    assert describe_changes(old, new, depth=1) == [
+        'cfg: existing {"a": 1, "b": {"c": [1, 2]}}, new {"a": 1, "b": '
+        '{"c": [3]}, "d": null}', 'sha: existing "x", new "y"']
+    assert describe_changes(old['cfg'], new['cfg'], 'cfg', depth=1) == [
+        'cfg.b: existing {"c": [1, 2]}, new {"c": [3]}']
+    assert describe_changes(1, 1, 'x') == []
+    assert describe_changes({'k': 'a' * 300}, {}, depth=1) == [
+        'k: existing "' + 'a' * 116 + '..., new null']

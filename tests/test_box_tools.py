@@ -31,9 +31,8 @@ def box_file(tmp_path):
     write_box_file(
         path, ['a/0.JPEG', 'b/1.JPEG', 'c/2.JPEG', 'a/3.JPEG'],
         [(40, 70), (100, 50), (0, 0), (10, 10)], [0, 1, -1, 2], boxes,
-        scores, thresholds, [0, 0, 1, 0],
-        dict(classes=['cat', 'dog', 'fish']),
-        failed=[(2, 'c/2.JPEG', 'truncated JPEG')])
+        scores, thresholds, dict(classes=['cat', 'dog', 'fish']),
+        failed={2: 'truncated JPEG'})
     return path, boxes
 
 

@@ -52,9 +52,8 @@ def workspace(tmp_path_factory):
          for *_, b in IMAGES],
         [np.zeros(0) if b is None else np.full(len(b), 0.2)
          for *_, b in IMAGES],
-        [int(b is None) for *_, b in IMAGES],
         meta={'classes': ['cat', 'dog', 'eel']},
-        failed=[(2, 'c0/c.JPEG', 'cannot decode image')])
+        failed={2: 'cannot decode image'})
     return root, box_path
 
 

@@ -72,7 +72,7 @@ def make_imagenet(root, wnids=WNIDS, per_class=3, failed=(), seed=0,
         meta['classes'] = [f'class_{c}' for c in range(num_classes)]
     path = osp.join(root, box_file)
     write_box_file(path, keys, sizes, labels, boxes, scores,
-                   [np.full(len(s), 0.2) for s in scores], status, meta,
+                   [np.full(len(s), 0.2) for s in scores], meta,
                    failed={i: 'unreadable' for i in failed}, overwrite=True)
     return dict(keys=keys, sizes=sizes, labels=labels, boxes=boxes,
                 scores=scores, status=status, path=path)

@@ -62,12 +62,11 @@ def box_file(tmp_path_factory):
              for k in keys]
     scores = [np.zeros(0) if PRED[k] is None else PRED[k][1] for k in keys]
     thr = [np.full(len(s), 0.2) for s in scores]
-    status = [int(PRED[k] is None) for k in keys]
     labels = [0 if PRED[k] is not None else -1 for k in keys]
     path = root / 'boxes.dapbox'
     write_box_file(path, keys, [(100, 100)] * len(keys), labels, boxes,
-                   scores, thr, status, meta={'num_classes': 2},
-                   failed=[(3, 'n02/d.JPEG', 'cannot decode image')])
+                   scores, thr, meta={'num_classes': 2},
+                   failed={3: 'cannot decode image'})
     return path
 
 

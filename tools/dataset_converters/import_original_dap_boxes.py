@@ -309,12 +309,12 @@ def convert(args: argparse.Namespace, logger: MMLogger) -> None:
     members = load_npz(args.orig, args.trust_pickle, logger)
     layout, entries, npz_sizes = per_image_entries(members, keys, args.orig)
     del members
-    boxes, scores, thresholds, failed = [], [], [], []
+    boxes, scores, thresholds, failed = [], [], [], {}
     empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0))
     bar = ProgressBar((len(keys) + CHUNK - 1) // CHUNK)
     for i, entry in enumerate(entries):
         if entry is None:
-            failed.append((i, keys[i], 'no boxes in the original file'))
+            failed[i] = 'no boxes in the original file'
             cols = empty
         else:
             cols = to_columns(entry, i, keys[i])
@@ -325,7 +325,7 @@ def convert(args: argparse.Namespace, logger: MMLogger) -> None:
             bar.update(1)
     print()
     status = np.zeros(len(keys), np.uint8)
-    status[[f[0] for f in failed]] = 1
+    status[list(failed)] = 1
     sizes = read_sizes(args, keys, status == 0, npz_sizes, logger)
     check_inside(boxes, sizes, keys)
     classes = None
@@ -345,7 +345,7 @@ def convert(args: argparse.Namespace, logger: MMLogger) -> None:
             original_sha256=file_sha256(args.orig), layout=layout,
             labels='from the image list (0-based), not the original file'))
     write_box_file(args.out, keys, sizes, labels, boxes, scores, thresholds,
-                   status, meta, failed=failed, overwrite=args.overwrite)
+                   meta, failed=failed, overwrite=args.overwrite)
     logger.info(
         f'wrote {args.out}: {len(keys)} images, '
         f'{sum(len(b) for b in boxes)} boxes, {len(failed)} failed '

@@ -16,7 +16,8 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
     exit 2
 fi
 case $1 in
-    box_fitting | cam | box_file) dotted=projects.dap.dap.$1 ;;
+    box_fitting | cam) dotted=projects.dap.dap.$1 ;;
+    box_file) dotted='projects.dap.dap.box_file.*' ;;  # its 5 modules
     imagenet_pseudo_box | image_list) dotted=projects.dap.dap.datasets.$1 ;;
     checkpoint) dotted=projects.dap.dap.utils.checkpoint ;;
     *) echo "unknown module $1 (see $0's header)" >&2; exit 2 ;;

@@ -7,8 +7,7 @@ exactly the globals mmengine checkpoints need (``utils/checkpoint.py``).
 """
 from . import _quiet_imports  # noqa: F401  (first: before mmpretrain)
 from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
-                       image_list_fingerprint, merge_shards, write_box_file,
-                       write_box_file_arrays)
+                       image_list_fingerprint, merge_shards, write_box_file)
 from .cam_box_metric import CAMBoxMetric
 from .cam_transforms import LoadImageForCAM, decode_image
 from .datasets import (ImageListError, ImageNetPseudoBoxDataset,
@@ -26,7 +25,7 @@ register_checkpoint_loader()
 
 __all__ = [
     'BoxFileError', 'PseudoBoxFile', 'ShardWriter', 'image_list_fingerprint',
-    'merge_shards', 'write_box_file', 'write_box_file_arrays',
+    'merge_shards', 'write_box_file',
     'ImageListError', 'ImageNetPseudoBoxDataset', 'IndexedImageNet',
     'IndexedImageNet21k', 'LoadImageRandomChoiceResize', 'decode_resized',
     'exact_safe_globals', 'load_checkpoint_safely',

@@ -12,7 +12,6 @@ worker would map the whole file; read through the page cache, the file is
 shared by all ranks and workers and the resident set stays flat.
 """
 import logging
-import mmap
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
@@ -73,46 +72,23 @@ class _ImageListDigest:
 
 
 class _RowReader:
-    """Reads rows of the box file's ``.npy`` members with ``os.pread``
-    (:class:`~.image_list.FileRows`, see there why not through the map).
-
-    Members that are not plain file-backed memory maps (never the case for
-    :meth:`PseudoBoxFile.open`) are read through the array instead.
-    """
+    """Rows of the box file's arrays, read with ``os.pread`` at the places
+    :meth:`PseudoBoxFile.member_file` names (:class:`~.image_list.FileRows`,
+    see there why not through the map)."""
 
     MEMBERS = ('keys', 'sizes', 'labels', 'offsets', 'boxes', 'scores')
 
     def __init__(self, box: PseudoBoxFile) -> None:
-        self._box = box
-        self._files = {}
-        for name in self.MEMBERS:
-            arr = getattr(box, name)
-            if isinstance(arr, np.memmap) and arr.filename and \
-                    arr.flags.c_contiguous:
-                self._files[name] = FileRows(arr.filename, int(arr.offset),
-                                             arr.dtype, arr.shape[1:],
-                                             len(arr))
+        self._files = {
+            name: FileRows(*box.member_file(name))
+            for name in self.MEMBERS
+        }
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        rows = self._files.get(name)
-        if rows is None:
-            return np.array(getattr(self._box, name)[start:stop])
         try:
-            return rows.rows(start, stop)
+            return self._files[name].rows(start, stop)
         except (IndexError, ValueError) as e:
             raise BoxFileError(str(e)) from None
-
-
-def _release_mapped_pages(box: PseudoBoxFile) -> None:
-    """Unmap the pages that opening / validating touched (they stay in the
-    page cache); reads go through :class:`_RowReader` from then on."""
-    for name in _RowReader.MEMBERS + ('status', 'thresholds'):
-        handle = getattr(getattr(box, name, None), '_mmap', None)
-        if handle is not None and hasattr(handle, 'madvise'):
-            try:
-                handle.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):  # pragma: no cover
-                pass
 
 
 @DATASETS.register_module()
@@ -219,7 +195,8 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
         self._skip = failed - np.arange(len(failed), dtype=np.int64)
         self._box = box
         self._rows = _RowReader(box)
-        _release_mapped_pages(box)
+        # opening touched some mapped pages; reads go through _rows now
+        box.release_pages()
         self._length = box.num_images - len(failed)
         self._subset = None
         if self._indices is not None:
@@ -368,4 +345,4 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
         drop the pages its validation mapped."""
         self.__dict__.update(state)
         if self._box is not None:
-            _release_mapped_pages(self._box)
+            self._box.release_pages()

@@ -30,7 +30,8 @@ from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
 from ..box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
-                        image_list_fingerprint, merge_shards)
+                        describe_changes, image_list_fingerprint,
+                        merge_shards)
 from ..utils.progress_log import ProgressLog
 from ..utils.shared_storage import SharedStorageError, check_shared_storage
 from .cam_box_progress import GenerationProgress
@@ -110,18 +111,6 @@ def _plain(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     return repr(obj)
-
-
-def _diff(old: Any, new: Any, path: str, out: List[str]) -> None:
-    """Append 'path: existing X, new Y' for every differing leaf."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for k in sorted(set(old) | set(new)):
-            _diff(old.get(k), new.get(k), f'{path}.{k}', out)
-    elif old != new:
-        def short(v: Any) -> str:
-            text = json.dumps(v)
-            return text if len(text) <= 70 else text[:67] + '...'
-        out.append(f'{path}: existing {short(old)}, new {short(new)}')
 
 
 def check_class_order(dataset_classes: List[str], num_classes: int,
@@ -254,7 +243,8 @@ class CAMBoxHook(Hook):
         diffs: List[str] = []
         for name in ('generation_config', 'checkpoint_sha256',
                      'image_list_fingerprint', 'num_classes'):
-            _diff(old.meta.get(name), run_meta[name], name, diffs)
+            diffs += describe_changes(old.meta.get(name), run_meta[name],
+                                      name)
         if diffs:
             shown = '; '.join(diffs[:5]) + ('; ...' if len(diffs) > 5 else '')
             raise CAMBoxRunError(
