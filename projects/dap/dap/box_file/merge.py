@@ -156,9 +156,9 @@ def _check_duplicates(fields: Dict[str, np.ndarray], starts: np.ndarray,
     for name in ('boxes', 'scores', 'thresholds'):
         values = fields[name].view(np.uint32)  # bitwise, NaN == NaN
         a = values[segment_rows(starts[dup[same_count]],
-                                 counts[dup[same_count]])]
+                                counts[dup[same_count]])]
         b = values[segment_rows(starts[ref[same_count]],
-                                 counts[ref[same_count]])]
+                                counts[ref[same_count]])]
         pair = np.repeat(np.flatnonzero(same_count), counts[dup[same_count]])
         bad = (a != b).reshape(len(a), -1).any(1)
         differs[pair[bad]] = True

@@ -117,9 +117,10 @@ def empty_shard() -> Dict[str, np.ndarray]:
     }
 
 
-def read_shard(path: Path, digest: Optional[str],
-                fields: Sequence[str] = tuple(SHARD_FIELDS)
-                ) -> Dict[str, np.ndarray]:
+def read_shard(path: Path,
+               digest: Optional[str],
+               fields: Sequence[str] = tuple(SHARD_FIELDS)
+               ) -> Dict[str, np.ndarray]:
     """Load and check one shard (plain arrays only, never pickle)."""
     hint = ('delete it (its images will be computed again on the next run)'
             ' or move it away')

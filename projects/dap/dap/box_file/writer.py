@@ -15,8 +15,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .format import (CHUNK_ROWS, FORMAT_NAME, FORMAT_VERSION, MAX_REASON_BYTES,
-                     MEMBERS, META_FILE, STATUS_FAILED, BoxFileError,
-                     PathLike, canonical_json, check_key_block, check_values,
+                     MEMBERS, META_FILE, STATUS_FAILED, BoxFileError, PathLike,
+                     canonical_json, check_key_block, check_values,
                      image_list_fingerprint, key_bytes)
 
 

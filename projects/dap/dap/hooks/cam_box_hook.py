@@ -30,8 +30,7 @@ from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
 from ..box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
-                        describe_changes, image_list_fingerprint,
-                        merge_shards)
+                        describe_changes, image_list_fingerprint, merge_shards)
 from ..utils.progress_log import ProgressLog
 from ..utils.shared_storage import SharedStorageError, check_shared_storage
 from .cam_box_progress import GenerationProgress
