@@ -278,6 +278,16 @@ def test_write_rejects_inconsistent_meta_and_failures(tmp_path):
                        match=r'^sizes has shape \(6, 2\), expected \(7, 2\)$'):
         write_box_file(tmp_path / 'a', args[0], args[1][:6], *args[2:],
                        meta=dict(num_classes=2))
+    with pytest.raises(BoxFileError, match='^failed index 7 out of range$'):
+        write_box_file(tmp_path / 'a', *args, meta=dict(num_classes=2),
+                       failed={0: 'x', 7: 'y'})
+    with pytest.raises(BoxFileError, match='^failed index -1 out of range$'):
+        write_box_file(tmp_path / 'a', *args, meta=dict(num_classes=2),
+                       failed={-1: 'x', 3: 'y'})
+    with pytest.raises(BoxFileError, match="^sizes must have a numeric dtype "
+                       "of kind 'iu', got float64$"):
+        write_box_file(tmp_path / 'a', args[0], [(5.5, 5)] * 7, *args[2:],
+                       meta=dict(num_classes=2))
     assert not (tmp_path / 'a').exists()
 
 
@@ -335,6 +345,13 @@ def _corrupt_failed_index(path):
     np.save(path / 'failed_indices.npy', np.array([3], np.int64))
 
 
+def _meta_with(**changes):
+    def corrupt(path):
+        meta = json.loads((path / 'meta.json').read_text())
+        (path / 'meta.json').write_text(json.dumps(dict(meta, **changes)))
+    return corrupt
+
+
 def _corrupt_format(path):
     (path / 'meta.json').write_text('{"format": "coco"}')
 
@@ -364,6 +381,11 @@ def _corrupt_status(path):
     (_corrupt_failed_index,
      'failed_indices.npy and image_status.npy disagree$'),
     (_corrupt_format, "format is 'coco'"),
+    (_meta_with(version=0), 'has format version 0; this code reads version '
+     '1$'),
+    (_meta_with(num_boxes=-1), 'meta.json "num_boxes" < 0$'),
+    (_meta_with(classes=['a', 'b']), 'meta.json "classes" must be null or a '
+     'list of num_classes=3 names$'),
     (_corrupt_json, 'not valid JSON'),
     (_corrupt_status, '2 images have status failed but failed_indices.npy '
      'lists 1'),
@@ -499,6 +521,12 @@ def test_different_run_meta_is_refused_and_same_resumes(tmp_path):
     with pytest.raises(BoxFileError, match='image_list_fingerprint'):
         ShardWriter(tmp_path / 's', 1,
                     dict(meta, image_list_fingerprint='f' * 64))
+    with pytest.raises(BoxFileError, match=r'\(checkpoint_sha256: existing '
+                       r'null, new "0+"; num_classes: existing 3, new 4\)\. '
+                       'Shards made with another generation config, '
+                       'checkpoint or image list must not be mixed'):
+        ShardWriter(tmp_path / 's', 1,
+                    dict(meta, checkpoint_sha256='0' * 64, num_classes=4))
 
 
 def test_missing_indices_are_reported(tmp_path):
@@ -525,7 +553,11 @@ def test_merge_checks_keys_range_and_damaged_shards(tmp_path):
                      keys=keys[1:2] + keys[:1] + keys[2:])
     with pytest.raises(BoxFileError, match='made for 7 images'):
         merge_shards(tmp_path / 's', tmp_path / 'm', 8)
-    with pytest.raises(BoxFileError, match='differs from the value'):
+    with pytest.raises(BoxFileError, match=r'differs from the value the '
+                       r'shards were made with \(run.json\): '
+                       r'generation_config: existing \{"scales": \[288, '
+                       r'576\], "thresholds": \[0.2, 0.3, 0.4, 0.5\]\}, '
+                       r'new \{"scales": \[1\]\}; image_list_fingerprint'):
         merge_shards(tmp_path / 's', tmp_path / 'm', 7,
                      meta=dict(generation_config={'scales': [1]}))
     shard = tmp_path / 's' / 'shard-r00000-000001.npz'
@@ -758,5 +790,8 @@ def test_describe_changes_names_every_differing_value():
     assert describe_changes(old['cfg'], new['cfg'], 'cfg', depth=1) == [
         'cfg.b: existing {"c": [1, 2]}, new {"c": [3]}']
     assert describe_changes(1, 1, 'x') == []
+    at_limit = 'a' * 118  # json text of 120 characters: not shortened
+    assert describe_changes({'k': at_limit}, {}, depth=1) == [
+        f'k: existing "{at_limit}", new null']
     assert describe_changes({'k': 'a' * 300}, {}, depth=1) == [
         'k: existing "' + 'a' * 116 + '..., new null']

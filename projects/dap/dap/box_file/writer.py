@@ -265,9 +265,9 @@ def write_box_file(path: PathLike,
         'labels': _as_array(labels, 'labels', '<i8', (n, )),
         'offsets': offsets,
         'status': status,
-        'boxes': np.ascontiguousarray(boxes, '<f4'),
-        'scores': np.ascontiguousarray(scores, '<f4'),
-        'thresholds': np.ascontiguousarray(thresholds, '<f4'),
+        'boxes': boxes,  # float32 rows from _stack_per_image
+        'scores': scores,
+        'thresholds': thresholds,
         'failed_indices': failed_indices,
         'failed_reasons': failed_reasons,
     }
