@@ -795,3 +795,20 @@ def test_describe_changes_names_every_differing_value():
         f'k: existing "{at_limit}", new null']
     assert describe_changes({'k': 'a' * 300}, {}, depth=1) == [
         'k: existing "' + 'a' * 116 + '..., new null']
+
+
+def test_the_earlier_shard_is_the_reference_of_every_conflict(tmp_path):
+    images = [im for im in make_images(20) if 'failed' not in im
+              and len(im['boxes'])]
+    meta = dict(run_meta(make_images(20)))
+    for rank, shift in ((0, 0), (1, 1)):
+        with ShardWriter(tmp_path / 's', rank, meta) as w:
+            for im in images:
+                feed(w, dict(im, boxes=im['boxes'] + shift))
+    with pytest.raises(BoxFileError) as info:
+        merge_shards(tmp_path / 's', tmp_path / 'm.dapbox', 20)
+    text = str(info.value)
+    assert text.startswith(f'{len(images)} images have conflicting')
+    firsts = [im['index'] for im in images[:5]]
+    assert '; '.join(f'index {i} in shard-r00001-000000.npz and '
+                     'shard-r00000-000000.npz' for i in firsts) in text
