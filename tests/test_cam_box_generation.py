@@ -260,7 +260,7 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
     from mmpretrain.registry import MODELS
     from projects.dap.dap.box_file import PseudoBoxFile
     from projects.dap.dap.box_fitting import fit_cam_boxes_with_thresholds
-    from projects.dap.dap.cam_transforms import decode_image
+    from projects.dap.dap.datasets.image_decoding import decode_image
 
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(workspace['cfg'])
