@@ -207,14 +207,14 @@ def decode_resized(img_bytes: bytes,
             return out
     full = _decode_full(img_bytes, channel_order, name)
     h, w = full.shape[:2]
-    return _resized(full, w, h, scale, keep_ratio, interpolation), (h, w), 1
+    out_size = target_size(w, h, scale, keep_ratio)
+    return _resized(full, out_size, interpolation), (h, w), 1
 
 
-def _resized(img: np.ndarray, width: int, height: int, scale: Scale,
-             keep_ratio: bool, interpolation: str) -> np.ndarray:
-    """``img`` (decoded from a width x height image, maybe reduced) at the
-    stock pipeline's output size."""
-    out_w, out_h = target_size(width, height, scale, keep_ratio)
+def _resized(img: np.ndarray, out_size: Tuple[int, int],
+             interpolation: str) -> np.ndarray:
+    """``img`` at the output size (w, h), resized only if it differs."""
+    out_w, out_h = out_size
     if img.shape[:2] != (out_h, out_w):
         img = mmcv.imresize(
             img, (out_w, out_h), interpolation=interpolation, backend='cv2')
@@ -270,8 +270,8 @@ def _decode_jpeg_turbo(img_bytes: bytes, scale: Scale, keep_ratio: bool,
         return None
     if arr.shape[:2] != expected:
         return None
-    return (_resized(arr, width, height, scale, keep_ratio,
-                     interpolation), (height, width), factor)
+    arr = _resized(arr, (out_w, out_h), interpolation)
+    return arr, (height, width), factor
 
 
 def _decode_jpeg_reduced(img_bytes: bytes, scale: Scale, keep_ratio: bool,
@@ -317,7 +317,7 @@ def _decode_jpeg_reduced(img_bytes: bytes, scale: Scale, keep_ratio: bool,
     expected = (-(-height // factor), -(-width // factor))
     if arr is None or arr.ndim != 3 or arr.shape[:2] != expected:
         return None
-    arr = _resized(arr, width, height, scale, keep_ratio, interpolation)
+    arr = _resized(arr, (out_w, out_h), interpolation)
     if order != channel_order:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)  # same as BGR2RGB
     elif not arr.flags.writeable:
