@@ -132,8 +132,8 @@ def main():
 
     lit, lit_cpu, lit_wall = best_time(
         lambda: [reference_fit(c) for c in cams], args.repeat)
-    ref, ref_cpu, ref_wall = best_time(
-        lambda: [tuned_fit(c) for c in cams], args.repeat)
+    ref, ref_cpu, ref_wall = best_time(lambda: [tuned_fit(c) for c in cams],
+                                       args.repeat)
     got, cpu, wall = best_time(lambda: fit_cam_boxes_batched(cams),
                                args.repeat)
     worst = 0.0

@@ -492,15 +492,19 @@ def test_generator_settings_are_the_extractors():
         type='ImageClassifier',
         backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=512,
-                  loss=dict(type='CrossEntropyLoss'), topk=(1, )),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=3,
+            in_channels=512,
+            loss=dict(type='CrossEntropyLoss'),
+            topk=(1, )),
         data_preprocessor=dict(mean=[1, 2, 3], std=[4, 5, 6]))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        gen = CAMBoxGenerator(classifier, scales=[64.0, 32], stride=32.0,
-                              flip=0, max_batch=2.0)
+        gen = CAMBoxGenerator(
+            classifier, scales=[64.0, 32], stride=32.0, flip=0, max_batch=2.0)
         cfg = gen.generation_config()
-        assert (gen.scales, gen.fusion_scale, gen.stride) == ((64, 32), 64,
-                                                             32)
+        assert gen.scales == (64, 32) and gen.fusion_scale == 64
+        assert gen.stride == 32
         assert gen.num_classes == 3 and gen.flip is False
         assert gen.max_batch == gen.cam_extractor.max_batch == 2
         # ImageNet's statistics by default, not the classifier's
@@ -519,14 +523,17 @@ def test_generator_settings_are_the_extractors():
             (dict(mean=(1, 2)), r'^need 3 means and 3 positive stds'),
             (dict(std=(1, 0, 3)), r'^need 3 means and 3 positive stds'),
             (dict(max_batch=0), r'^max_batch must be >= 1'),
-            (dict(classifier=dict(
-                classifier, head=dict(type='VisionTransformerClsHead',
-                                      num_classes=3, in_channels=512))),
+            (dict(
+                classifier=dict(
+                    classifier,
+                    head=dict(
+                        type='VisionTransformerClsHead',
+                        num_classes=3,
+                        in_channels=512))),
              r'^the classifier needs a linear head'),
         ]:
             with pytest.raises(CAMBoxConfigError, match=message):
-                CAMBoxGenerator(**dict(dict(classifier=classifier),
-                                       **kwargs))
+                CAMBoxGenerator(**dict(dict(classifier=classifier), **kwargs))
 
 
 def test_check_class_order():

@@ -7,8 +7,9 @@ most of them, which kills a many-hour multi-rank run.
 :class:`LoadImageForCAM` decodes with
 :func:`~projects.dap.dap.datasets.image_decoding.decode_image` (PIL, by
 content, like the original's torchvision loader; every mode to RGB; EXIF
-orientation by step 3's rule) and turns any failure into a ``load_error`` reason: the image is recorded as
-failed in the box file and the run goes on.
+orientation by step 3's rule) and turns any failure into a ``load_error``
+reason: the image is recorded as failed in the box file and the run goes
+on.
 """
 import io
 from typing import Optional, Tuple

@@ -10,6 +10,6 @@ from .transforms import LoadImageRandomChoiceResize
 __all__ = [
     'ImageListError', 'ImageListIndex', 'IndexedImageNet',
     'IndexedImageNet21k', 'ImageNetPseudoBoxDataset',
-    'LoadImageRandomChoiceResize',
-    'decode_image', 'decode_resized', 'reduction_factor', 'target_size'
+    'LoadImageRandomChoiceResize', 'decode_image', 'decode_resized',
+    'reduction_factor', 'target_size'
 ]

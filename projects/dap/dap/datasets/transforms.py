@@ -112,9 +112,15 @@ class LoadImageRandomChoiceResize(BaseTransform):
         if 'width' in results and 'height' in results:
             shape_hint = (results['height'], results['width'])
         img, (height, width), factor = decode_resized(
-            img_bytes, scale, self.keep_ratio, self.reduced_decode,
-            self.interpolation, self.channel_order, self.decode_backend,
-            shape_hint, name=str(filename))
+            img_bytes,
+            scale,
+            self.keep_ratio,
+            self.reduced_decode,
+            self.interpolation,
+            self.channel_order,
+            self.decode_backend,
+            shape_hint,
+            name=str(filename))
         if self.check_size and 'width' in results and 'height' in results \
                 and (results['width'], results['height']) != (width, height):
             raise ValueError(

@@ -184,8 +184,8 @@ class CAMBoxGenerator(BaseModel):
     def generation_config(self) -> Dict[str, Any]:
         """Everything that decides the boxes (stored in the box file)."""
         return dict(
-            classifier=plain_data(self._classifier_cfg,
-                                  drop=_NOT_ARCHITECTURE),
+            classifier=plain_data(
+                self._classifier_cfg, drop=_NOT_ARCHITECTURE),
             scales=list(self.scales),
             flip=self.flip,
             stride=self.stride,
