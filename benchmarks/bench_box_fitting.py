@@ -5,9 +5,9 @@ Generates smooth random CAMs on 576-scale grids (18 x 18..40 and 18..40 x
 implementing the same algorithm -- (a0) the original's own code path
 (``tests/helpers/original_dap.py``: ``compute_cam_box`` + maskrcnn-benchmark's
 ``boxlist_nms``, on a subset), with ``scipy.ndimage.label`` + numpy
-moments (a1) a copy of the literal reference of
-``tests/test_box_fitting.py`` (one ``labels == i`` mask per component) and
-(a2) a tuned one (rectangles from ``ndimage.find_objects``) -- and (b)
+moments (a1) the literal reference of ``tests/test_box_fitting.py``
+itself (imported: one ``labels == i`` mask per component) and (a2) a tuned
+one (rectangles from ``ndimage.find_objects``) -- and (b)
 :func:`fit_cam_boxes_batched`; checks that all agree and prints per-image
 times and the ratios.  Times are CPU time of this process
 (``time.process_time``, best of ``--repeat``), which is less sensitive to
@@ -28,42 +28,32 @@ REPO = osp.join(osp.dirname(osp.abspath(__file__)), '..')
 sys.path[:0] = [REPO, osp.join(REPO, 'tests')]
 from helpers.original_dap import (  # noqa: E402
     original_boxlist_nms, original_compute_cam_box)
+from test_box_fitting import reference_fit  # noqa: E402
 from projects.dap.dap.box_fitting import (  # noqa: E402
     FALLBACK_THRESHOLD, fit_cam_boxes_batched)
 
 CROSS = ndimage.generate_binary_structure(2, 1)
 
 
-def reference_fit(cam,
-                  thresholds=(0.2, 0.3, 0.4, 0.5),
-                  bias=0.22,
-                  k=4,
-                  ratio=0.5,
-                  nms_iou=0.8,
-                  tuned=False):
-    """The original algorithm, one map at a time (plain loops).
-
-    ``tuned=False`` is a copy of the literal reference of
-    ``tests/test_box_fitting.py`` (one ``labels == i`` mask per component);
-    ``tuned=True`` gets the rectangles from ``ndimage.find_objects``.
-    """
+def tuned_fit(cam,
+              thresholds=(0.2, 0.3, 0.4, 0.5),
+              bias=0.22,
+              k=4,
+              ratio=0.5,
+              nms_iou=0.8):
+    """The original algorithm, one map at a time, in plain loops tuned for
+    speed: the rectangles come from ``ndimage.find_objects`` (the test's
+    reference makes one ``labels == i`` mask per component)."""
     height, width = cam.shape
     boxes, ths = [], []
     if cam.max() != cam.min():
         for t in thresholds:
             binary = cam > t
-            labels, num = ndimage.label(binary, structure=CROSS)
+            labels, _ = ndimage.label(binary, structure=CROSS)
             comps = []
-            if tuned:
-                for sy, sx in ndimage.find_objects(labels):
-                    comps.append(((sy.stop - sy.start) * (sx.stop - sx.start),
-                                  sy.start, sy.stop, sx.start, sx.stop))
-            else:
-                for i in range(1, num + 1):
-                    ys, xs = np.nonzero(labels == i)
-                    y0, y1 = ys.min(), ys.max() + 1
-                    x0, x1 = xs.min(), xs.max() + 1
-                    comps.append(((y1 - y0) * (x1 - x0), y0, y1, x0, x1))
+            for sy, sx in ndimage.find_objects(labels):
+                comps.append(((sy.stop - sy.start) * (sx.stop - sx.start),
+                              sy.start, sy.stop, sx.start, sx.stop))
             comps = comps[::-1]  # equal areas: the higher label first
             comps.sort(key=lambda c: -c[0])
             kept = [c for c in comps if c[0] >= ratio * comps[0][0]][:k]
@@ -142,8 +132,8 @@ def main():
 
     lit, lit_cpu, lit_wall = best_time(
         lambda: [reference_fit(c) for c in cams], args.repeat)
-    ref, ref_cpu, ref_wall = best_time(
-        lambda: [reference_fit(c, tuned=True) for c in cams], args.repeat)
+    ref, ref_cpu, ref_wall = best_time(lambda: [tuned_fit(c) for c in cams],
+                                       args.repeat)
     got, cpu, wall = best_time(lambda: fit_cam_boxes_batched(cams),
                                args.repeat)
     worst = 0.0

@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     import projects.dap.dap  # noqa: F401 (registers modules)
     from mmpretrain.models import ImageClassifier
     from projects.dap.dap.box_file import PseudoBoxFile
-    from projects.dap.dap.cam_transforms import decode_image
+    from projects.dap.dap.datasets.image_decoding import decode_image
 
     tmp = tempfile.mkdtemp(prefix='bench_generation_')
     data_root = osp.join(tmp, 'imagenet')

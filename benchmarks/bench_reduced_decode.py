@@ -34,7 +34,7 @@ from mmengine.registry import init_default_scope
 
 import projects.dap.dap  # noqa: F401  (registers the transform)
 from projects.dap.dap.datasets import reduction_factor, target_size
-from projects.dap.dap.datasets.transforms import simplejpeg
+from projects.dap.dap.datasets.image_decoding import simplejpeg
 
 SCALES = [(1333, 96), (1333, 160), (1333, 320), (1333, 640)]
 

@@ -260,7 +260,7 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
     from mmpretrain.registry import MODELS
     from projects.dap.dap.box_file import PseudoBoxFile
     from projects.dap.dap.box_fitting import fit_cam_boxes_with_thresholds
-    from projects.dap.dap.cam_transforms import decode_image
+    from projects.dap.dap.datasets.image_decoding import decode_image
 
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(workspace['cfg'])
@@ -479,6 +479,61 @@ def test_classifier_trained_with_another_class_order_is_refused(workspace):
     assert ("class 1 of the dataset is 'c1' but the classifier was trained "
             "with 'c2' as class 1") in proc.stdout
     assert not (work_dir / 'cam_box_shards').exists()
+
+
+def test_generator_settings_are_the_extractors():
+    """CAMBoxGenerator checks and normalises its CAM settings through
+    CAMExtractor (one place), reporting them as CAMBoxConfigError."""
+    from mmengine.registry import DefaultScope
+
+    import projects.dap.dap  # noqa: F401 (registers the modules)
+    from projects.dap.dap.models import CAMBoxConfigError, CAMBoxGenerator
+    classifier = dict(
+        type='ImageClassifier',
+        backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=3,
+            in_channels=512,
+            loss=dict(type='CrossEntropyLoss'),
+            topk=(1, )),
+        data_preprocessor=dict(mean=[1, 2, 3], std=[4, 5, 6]))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        gen = CAMBoxGenerator(
+            classifier, scales=[64.0, 32], stride=32.0, flip=0, max_batch=2.0)
+        cfg = gen.generation_config()
+        assert gen.scales == (64, 32) and gen.fusion_scale == 64
+        assert gen.stride == 32
+        assert gen.num_classes == 3 and gen.flip is False
+        assert gen.max_batch == gen.cam_extractor.max_batch == 2
+        # ImageNet's statistics by default, not the classifier's
+        assert cfg['mean'] == [123.675, 116.28, 103.53]
+        assert cfg['std'] == [58.395, 57.12, 57.375]
+        assert cfg['classifier'] == dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=18, out_indices=[3]),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
+        for kwargs, message in [
+            (dict(scales=()), r'^scales must be positive, got \(\)$'),
+            (dict(scales=(64, ), fusion_scale=32),
+             r'^fusion_scale 32 is not one of the scales \(64,\)$'),
+            (dict(stride=0), r'^stride must be positive'),
+            (dict(mean=(1, 2)), r'^need 3 means and 3 positive stds'),
+            (dict(std=(1, 0, 3)), r'^need 3 means and 3 positive stds'),
+            (dict(max_batch=0), r'^max_batch must be >= 1'),
+            (dict(
+                classifier=dict(
+                    classifier,
+                    head=dict(
+                        type='VisionTransformerClsHead',
+                        num_classes=3,
+                        in_channels=512))),
+             r'^the classifier needs a linear head'),
+        ]:
+            with pytest.raises(CAMBoxConfigError, match=message):
+                CAMBoxGenerator(**dict(dict(classifier=classifier), **kwargs))
 
 
 def test_check_class_order():

@@ -215,7 +215,7 @@ def test_bad_files_and_wrong_sizes(tmp_path):
 def test_decode_resized_and_options():
     ok, buf = cv2.imencode('.jpg', smooth_image(320, 240))
     img, size, factor = decode_resized(buf.tobytes(), (1333, 60))
-    assert size == (320, 240) and factor == 4 and img.shape == (60, 80, 3)
+    assert size == (240, 320) and factor == 4 and img.shape == (60, 80, 3)
     rgb, _, _ = decode_resized(buf.tobytes(), (1333, 60),
                                channel_order='rgb')
     np.testing.assert_array_equal(rgb, img[..., ::-1])
@@ -249,19 +249,19 @@ def test_turbojpeg_path_is_taken_for_plain_jpegs_only(tmp_path, monkeypatch):
     """The fast path must really run for ordinary JPEGs (a silent fallback
     to cv2 would lose the speed), and must not run where TurboJPEG would
     differ from the stock loader (EXIF orientation, CMYK)."""
-    from projects.dap.dap.datasets import transforms
+    from projects.dap.dap.datasets import image_decoding
     calls = []
-    real = transforms.simplejpeg.decode_jpeg
+    real = image_decoding.simplejpeg.decode_jpeg
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transforms.simplejpeg, 'decode_jpeg', counting)
+    monkeypatch.setattr(image_decoding.simplejpeg, 'decode_jpeg', counting)
     plain = write_jpeg(tmp_path / 'plain.JPEG', 500, 375)
     img, size, factor = decode_resized(
         open(plain, 'rb').read(), (1333, 96), backend='turbojpeg')
-    assert (size, factor, img.shape) == ((500, 375), 2, (96, 128, 3))
+    assert (size, factor, img.shape) == ((375, 500), 2, (96, 128, 3))
     assert calls == [dict(min_height=188, min_width=250)]
     decode_resized(open(plain, 'rb').read(), (1333, 640),
                    backend='turbojpeg')
@@ -272,16 +272,16 @@ def test_turbojpeg_path_is_taken_for_plain_jpegs_only(tmp_path, monkeypatch):
     exif[0x0112] = 1
     tagged = io.BytesIO()
     raw.save(tagged, 'JPEG', quality=90, exif=exif.tobytes())
-    assert transforms._has_exif(tagged.getvalue())
-    assert not transforms._has_exif(open(plain, 'rb').read())
+    assert image_decoding._has_exif(tagged.getvalue())
+    assert not image_decoding._has_exif(open(plain, 'rb').read())
     cmyk = io.BytesIO()
     raw.convert('CMYK').save(cmyk, 'JPEG', quality=90)
     n = len(calls)
     for data in (tagged.getvalue(), cmyk.getvalue()):
         img, size, _ = decode_resized(data, (1333, 24), backend='turbojpeg')
-        assert size == (64, 48) and img.shape == (24, 32, 3)
+        assert size == (48, 64) and img.shape == (24, 32, 3)
     assert len(calls) == n
-    assert transforms.resolve_backend('auto') == 'turbojpeg'
+    assert image_decoding.resolve_backend('auto') == 'turbojpeg'
 
 
 def _segments(jpeg: bytes) -> list:
@@ -298,7 +298,7 @@ def test_exif_after_other_header_segments_still_goes_to_cv2(tmp_path):
     """An Exif block behind a DQT (legal, seen in odd encoders) must still
     be found, or a rotated image would decode unrotated, at the wrong
     size for its boxes."""
-    from projects.dap.dap.datasets import transforms
+    from projects.dap.dap.datasets import image_decoding
     raw = Image.fromarray(smooth_image(640, 400)[..., ::-1])
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90: 400 wide, 640 high
@@ -311,7 +311,7 @@ def test_exif_after_other_header_segments_still_goes_to_cv2(tmp_path):
     moved = b''.join([b'\xff\xd8'] + rest[:dqt + 1] + app1 +
                      rest[dqt + 1:]) + scan
     assert moved.index(b'Exif') > moved.index(b'\xff\xdb')
-    assert transforms._has_exif(moved)
+    assert image_decoding._has_exif(moved)
     path = tmp_path / 'late_exif.JPEG'
     path.write_bytes(moved)
     stock, ours = pipelines(scales=[(1333, 96)], flip=0.,
@@ -320,5 +320,5 @@ def test_exif_after_other_header_segments_still_goes_to_cv2(tmp_path):
     assert a['ori_shape'] == (640, 400)
     assert_same_geometry(a, b)
     # a header that cannot be walked errs towards cv2 only if it has Exif
-    assert not transforms._has_exif(b'\xff\xd8\x00junk')
-    assert transforms._has_exif(b'\xff\xd8\x00junk Exif\0\0')
+    assert not image_decoding._has_exif(b'\xff\xd8\x00junk')
+    assert image_decoding._has_exif(b'\xff\xd8\x00junk Exif\0\0')

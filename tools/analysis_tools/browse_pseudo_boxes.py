@@ -202,7 +202,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from projects.dap.dap.cam_transforms import decode_image
+    from projects.dap.dap.datasets.image_decoding import decode_image
     args = parse_args(argv)
     try:
         box_file = PseudoBoxFile.open(args.box_file)

@@ -39,26 +39,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from projects.dap.dap.box_file import BoxFileError, PseudoBoxFile
+from projects.dap.dap.box_iou import box_iou
 
 IOU_THRS = (0.3, 0.5, 0.7)
 CURVE_THRS = tuple(round(0.05 * i, 2) for i in range(1, 20))
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of xyxy boxes (continuous coords)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(
-        np.minimum(a[:, None, 2], b[None, :, 2]) -
-        np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(
-        np.minimum(a[:, None, 3], b[None, :, 3]) -
-        np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 # ------------------------------------------------------------------ GT

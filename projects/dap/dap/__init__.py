@@ -9,10 +9,11 @@ from . import _quiet_imports  # noqa: F401  (first: before mmpretrain)
 from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                        image_list_fingerprint, merge_shards, write_box_file)
 from .cam_box_metric import CAMBoxMetric
-from .cam_transforms import LoadImageForCAM, decode_image
+from .cam_transforms import LoadImageForCAM
 from .datasets import (ImageListError, ImageNetPseudoBoxDataset,
                        IndexedImageNet, IndexedImageNet21k,
-                       LoadImageRandomChoiceResize, decode_resized)
+                       LoadImageRandomChoiceResize, decode_image,
+                       decode_resized)
 from .hooks import CAMBoxHook, CAMBoxRunError
 from .models import CAMBoxConfigError, CAMBoxGenerator
 from .samplers import ResumableSampler

@@ -4,67 +4,23 @@ A pass over ImageNet-22K meets every kind of broken file: zero-byte and
 truncated JPEGs, CMYK and grayscale JPEGs, PNGs named ``.JPEG``, files that
 vanished since the list was made.  The stock ``LoadImageFromFile`` raises on
 most of them, which kills a many-hour multi-rank run.
-:class:`LoadImageForCAM` decodes by content with PIL (the decoder of the
-original, torchvision's default loader), converts every mode to RGB, and
-turns any failure into a ``load_error`` reason: the image is recorded as
-failed in the box file and the run goes on.
+:class:`LoadImageForCAM` decodes with
+:func:`~projects.dap.dap.datasets.image_decoding.decode_image` (PIL, by
+content, like the original's torchvision loader; every mode to RGB; EXIF
+orientation by step 3's rule) and turns any failure into a ``load_error``
+reason: the image is recorded as failed in the box file and the run goes
+on.
 """
 import io
-import math
 from typing import Optional, Tuple
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine import fileio
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mmpretrain.registry import TRANSFORMS
-
-# EXIF orientations that swap width and height (transpose / rotate 90).
-_SWAP_ORIENTATIONS = (5, 6, 7, 8)
-_EXIF_ORIENTATION_TAG = 0x0112
-
-
-def _exif_orientation(img: Image.Image) -> int:
-    try:
-        return int(img.getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # a broken EXIF block is ignored, like libjpeg does
-        return 1
-
-
-def decode_image(data: bytes,
-                 draft_short_side: Optional[int] = None,
-                 exif_orientation: bool = True
-                 ) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """Decode image bytes to RGB ``uint8`` (H, W, 3) by content.
-
-    Returns ``(image, (orig_h, orig_w))``.  With ``draft_short_side`` a
-    JPEG whose short side is at least twice that is decoded at a libjpeg
-    reduction (1/2, 1/4, 1/8) that keeps its short side >=
-    ``draft_short_side``; ``(orig_h, orig_w)`` is always the full-size
-    image's, which is what the boxes are scaled to.  Raises ``OSError`` /
-    ``ValueError`` (and PIL's errors) on undecodable data.
-    """
-    if not data:
-        raise ValueError('empty file (0 bytes)')
-    with Image.open(io.BytesIO(data)) as img:
-        width, height = img.size
-        orientation = _exif_orientation(img) if exif_orientation else 1
-        if draft_short_side and img.format == 'JPEG' and \
-                min(width, height) >= 2 * draft_short_side:
-            ratio = draft_short_side / min(width, height)
-            img.draft('RGB', (math.ceil(width * ratio),
-                              math.ceil(height * ratio)))
-        img.load()  # truncated data raises here (LOAD_TRUNCATED_IMAGES off)
-        if orientation != 1:
-            img = ImageOps.exif_transpose(img)
-            if orientation in _SWAP_ORIENTATIONS:
-                width, height = height, width
-        rgb = img if img.mode == 'RGB' else img.convert('RGB')
-        arr = np.array(rgb)  # writable (torch.from_numpy warns otherwise)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.size == 0:
-        raise ValueError(f'decoded to an array of shape {arr.shape}')
-    return arr, (height, width)
+from .datasets.image_decoding import decode_image
 
 
 @TRANSFORMS.register_module()

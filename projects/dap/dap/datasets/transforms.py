@@ -2,287 +2,25 @@
 
 DAP trains at a random short side in (96, 160, 320, 640) from full-size
 ImageNet JPEGs.  The stock pipeline (``LoadImageFromFile`` then
-``RandomChoiceResize``) decodes every JPEG at full size and then shrinks it.
-libjpeg can decode at 1/2, 1/4 or 1/8 size directly in the DCT domain
-(``cv2.IMREAD_REDUCED_COLOR_*``, PIL's ``Image.draft``), skipping most of
-the inverse DCT, chroma upsampling, colour conversion and the later shrink
-(not the entropy decoding), but only a transform that knows the target
-size before decoding can use it.  The default decoder is libjpeg-turbo's
-TurboJPEG API (``simplejpeg``): the same library and pixels as cv2's
-decode, without the ~0.3 ms per 500x375 image that ``cv2.imdecode`` adds
-around it, which also speeds up the scales where no reduction fits.  So
-:class:`LoadImageRandomChoiceResize` draws the scale first, decodes at the
-smallest reduced size that is still at least the target size, and resizes
-to exactly the size the stock pipeline would produce.  ``ori_shape``,
-``scale_factor`` and the boxes are computed from the *original* image size,
-so everything after it sees the same keys as after the stock pair.
-
-What it buys depends on the JPEGs: entropy decoding cannot be skipped and
-is most of a high-quality JPEG's decode; see
-``benchmarks/bench_reduced_decode.py`` for the measured ratios and the
-bound they cannot pass.
+``RandomChoiceResize``) decodes every JPEG at full size and then shrinks it;
+libjpeg can decode at 1/2, 1/4 or 1/8 size directly, but only a transform
+that knows the target size before decoding can use it.  So
+:class:`LoadImageRandomChoiceResize` draws the scale first and decodes with
+:func:`~projects.dap.dap.datasets.image_decoding.decode_resized`.
+``ori_shape``, ``scale_factor`` and the boxes are computed from the
+*original* image size, so everything after it sees the same keys as after
+the stock pair.
 """
-import io
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
-import cv2
-import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmengine import fileio
-from PIL import Image, ImageOps
 
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes
-
-Scale = Union[int, Tuple[int, int]]
-
-# EXIF orientations that swap width and height (transpose / rotate 90).
-_SWAP_ORIENTATIONS = (5, 6, 7, 8)
-_EXIF_ORIENTATION_TAG = 0x0112
-_REDUCTIONS = (8, 4, 2)
-_CV2_REDUCED = {
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8
-}
-_JPEG_MAGIC = b'\xff\xd8\xff'
-_BACKENDS = ('auto', 'turbojpeg', 'cv2', 'pillow')
-
-try:  # libjpeg-turbo's TurboJPEG API (the same library cv2 bundles)
-    import simplejpeg
-except ImportError:  # pragma: no cover - it is in requirements/runtime.txt
-    simplejpeg = None
-
-
-def resolve_backend(backend: str, arg: str = 'backend') -> str:
-    """'auto' is 'turbojpeg' when simplejpeg is installed, else 'cv2';
-    ``arg`` names the argument in the error for an unknown backend."""
-    if backend not in _BACKENDS:
-        raise ValueError(f'{arg} must be one of {_BACKENDS}, got '
-                         f'{backend!r}')
-    if backend == 'auto':
-        return 'turbojpeg' if simplejpeg is not None else 'cv2'
-    if backend == 'turbojpeg' and simplejpeg is None:
-        raise ImportError('decode_backend="turbojpeg" needs simplejpeg '
-                          '(pip install simplejpeg)')
-    return backend
-
-
-def target_size(width: int, height: int, scale: Scale,
-                keep_ratio: bool = True) -> Tuple[int, int]:
-    """Output (w, h) of mmcv's ``Resize`` for an image of (width, height).
-
-    Uses mmcv's own ``rescale_size`` so the size is the stock pipeline's.
-    """
-    if isinstance(scale, int):
-        scale = (scale, scale)
-    scale = tuple(int(s) for s in scale)
-    if keep_ratio:
-        return tuple(mmcv.rescale_size((width, height), scale))
-    return scale
-
-
-def reduction_factor(width: int, height: int, out_w: int, out_h: int) -> int:
-    """The largest libjpeg reduction (8, 4, 2 or 1) that keeps the decoded
-    image at least (out_w, out_h) large (the rule of PIL's ``draft``)."""
-    room = min(width // max(out_w, 1), height // max(out_h, 1))
-    for factor in _REDUCTIONS:
-        if room >= factor:
-            return factor
-    return 1
-
-
-def _exif_orientation(img: Image.Image) -> int:
-    if 'exif' not in img.info:
-        return 1
-    try:
-        return int(img.getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # a broken EXIF block is ignored, like libjpeg does
-        return 1
-
-
-def decode_resized(img_bytes: bytes,
-                   scale: Scale,
-                   keep_ratio: bool = True,
-                   reduced: bool = True,
-                   interpolation: str = 'bilinear',
-                   channel_order: str = 'bgr',
-                   backend: str = 'auto',
-                   size_hint: Optional[Tuple[int, int]] = None,
-                   name: str = '<bytes>'
-                   ) -> Tuple[np.ndarray, Tuple[int, int], int]:
-    """Decode ``img_bytes`` and resize it as mmcv's ``Resize`` would.
-
-    Returns ``(image, (orig_w, orig_h), factor)``: the resized HxWx3 uint8
-    image, the original size after EXIF orientation (what ``cv2`` decodes)
-    and the JPEG reduction used (1 = full decode).  JPEGs are recognised by
-    content, not by name, and decoded at reduced size by libjpeg (``cv2``'s
-    ``IMREAD_REDUCED_COLOR_*`` or PIL's ``draft``, per ``backend``).  Other
-    formats, and JPEGs the reduced path cannot read, are decoded at full
-    size by ``mmcv.imfrombytes`` exactly like ``LoadImageFromFile``.  A file
-    nothing can decode raises ``OSError`` naming ``name``.
-
-    ``size_hint`` (w, h after EXIF orientation, e.g. from the dataset) lets
-    the cv2 backend skip reading the header; a wrong hint is detected (the
-    decoded size differs) and the image is decoded at full size instead.
-    """
-    backend = resolve_backend(backend)
-    if backend == 'turbojpeg':
-        out = _decode_jpeg_turbo(img_bytes, scale, keep_ratio, reduced,
-                                 interpolation, channel_order)
-        if out is not None:
-            return out
-        backend = 'cv2'  # EXIF-rotated, CMYK, corrupt: as the stock loader
-    if reduced:
-        out = _decode_jpeg_reduced(img_bytes, scale, keep_ratio,
-                                   interpolation, channel_order, backend,
-                                   size_hint)
-        if out is not None:
-            return out
-    full = _decode_full(img_bytes, channel_order, name)
-    h, w = full.shape[:2]
-    out_w, out_h = target_size(w, h, scale, keep_ratio)
-    if (out_w, out_h) != (w, h):
-        full = mmcv.imresize(full, (out_w, out_h),
-                             interpolation=interpolation, backend='cv2')
-    return full, (w, h), 1
-
-
-def _has_exif(img_bytes: bytes) -> bool:
-    """Whether an APP1 Exif block comes before the first scan (it may hold
-    an orientation, which TurboJPEG does not apply but cv2 does).  Every
-    header segment is walked (DQT/DHT/SOF may precede APPn); a header that
-    cannot be walked is searched as bytes, erring towards the cv2 path."""
-    pos = 2
-    while pos + 4 <= len(img_bytes) and img_bytes[pos] == 0xFF:
-        marker = img_bytes[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker == 0xDA:  # start of scan: the header is over
-            return False
-        if marker == 0xE1 and img_bytes[pos + 4:pos + 10] == b'Exif\0\0':
-            return True
-        pos += 2 + int.from_bytes(img_bytes[pos + 2:pos + 4], 'big')
-    return b'Exif\0\0' in img_bytes[:65536]
-
-
-def _decode_jpeg_turbo(img_bytes: bytes, scale: Scale, keep_ratio: bool,
-                       reduced: bool, interpolation: str,
-                       channel_order: str
-                       ) -> Optional[Tuple[np.ndarray, Tuple[int, int],
-                                           int]]:
-    """TurboJPEG decode (at 1/2, 1/4, 1/8 size when the target allows),
-    bit-identical to cv2's decode of the same size; None hands the image
-    to the cv2 path (not a JPEG, an EXIF block that may rotate it, CMYK,
-    or a decoder error)."""
-    if img_bytes[:3] != _JPEG_MAGIC or _has_exif(img_bytes):
-        return None
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(
-            img_bytes)
-    except ValueError:
-        return None
-    if colorspace not in ('YCbCr', 'RGB', 'Gray'):
-        return None  # CMYK / YCCK: cv2 converts these like the stock path
-    out_w, out_h = target_size(width, height, scale, keep_ratio)
-    factor = reduction_factor(width, height, out_w, out_h) if reduced else 1
-    # ask for exactly the power-of-two size: libjpeg-turbo's other M/8
-    # factors are plain C and slower than a full decode
-    expected = (-(-height // factor), -(-width // factor))
-    try:
-        arr = simplejpeg.decode_jpeg(
-            img_bytes, 'BGR' if channel_order == 'bgr' else 'RGB',
-            min_height=expected[0] if factor > 1 else 0,
-            min_width=expected[1] if factor > 1 else 0)
-    except ValueError:  # truncated / corrupt: let cv2 (like stock) try
-        return None
-    if arr.shape[:2] != expected:
-        return None
-    if arr.shape[:2] != (out_h, out_w):
-        arr = mmcv.imresize(arr, (out_w, out_h),
-                            interpolation=interpolation, backend='cv2')
-    return arr, (width, height), factor
-
-
-def _decode_jpeg_reduced(img_bytes: bytes, scale: Scale, keep_ratio: bool,
-                         interpolation: str, channel_order: str,
-                         backend: str, size_hint: Optional[Tuple[int, int]]
-                         ) -> Optional[Tuple[np.ndarray, Tuple[int, int],
-                                             int]]:
-    """Reduced-size JPEG decode; None when the bytes are not a JPEG, no
-    reduction is possible, or the decoder fails (the caller then decodes
-    at full size, as the stock pipeline would)."""
-    if img_bytes[:3] != _JPEG_MAGIC:
-        return None
-    if backend == 'cv2' and size_hint is not None:
-        # cv2 applies EXIF orientation itself; work in oriented sizes
-        width, height = (int(v) for v in size_hint)
-        out_w, out_h = target_size(width, height, scale, keep_ratio)
-        factor = reduction_factor(width, height, out_w, out_h)
-    else:
-        try:  # header only: size and EXIF orientation
-            pil = Image.open(io.BytesIO(img_bytes))
-            raw_w, raw_h = pil.size
-            orientation = _exif_orientation(pil)
-        except Exception:
-            return None
-        swap = orientation in _SWAP_ORIENTATIONS
-        width, height = (raw_h, raw_w) if swap else (raw_w, raw_h)
-        out_w, out_h = target_size(width, height, scale, keep_ratio)
-        raw_out = (out_h, out_w) if swap else (out_w, out_h)
-        factor = reduction_factor(raw_w, raw_h, *raw_out)
-    if factor == 1:
-        return None
-    try:
-        if backend == 'cv2':  # BGR, EXIF orientation applied, like stock
-            arr = cv2.imdecode(
-                np.frombuffer(img_bytes, np.uint8), _CV2_REDUCED[factor])
-            order = 'bgr'
-        else:
-            pil.draft('RGB', raw_out)
-            pil = pil.convert('RGB') if pil.mode != 'RGB' else pil
-            if orientation != 1:
-                pil = ImageOps.exif_transpose(pil)
-            arr = np.asarray(pil)
-            order = 'rgb'
-    except Exception:  # truncated / corrupt: let cv2 (like stock) try
-        return None
-    expected = (-(-height // factor), -(-width // factor))
-    if arr is None or arr.ndim != 3 or arr.shape[:2] != expected:
-        return None
-    if arr.shape[:2] != (out_h, out_w):
-        arr = mmcv.imresize(arr, (out_w, out_h),
-                            interpolation=interpolation, backend='cv2')
-    if order != channel_order:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)  # same as BGR2RGB
-    elif not arr.flags.writeable:
-        arr = arr.copy()
-    return arr, (width, height), factor
-
-
-def _decode_full(img_bytes: bytes, channel_order: str,
-                 name: str) -> np.ndarray:
-    """Full-size decode exactly as ``LoadImageFromFile`` (cv2), with PIL as
-    a second chance for formats cv2 cannot read."""
-    img = None
-    try:
-        img = mmcv.imfrombytes(img_bytes, flag='color',
-                               channel_order=channel_order, backend='cv2')
-    except Exception:
-        img = None
-    if img is not None:
-        return img
-    try:
-        pil = ImageOps.exif_transpose(Image.open(io.BytesIO(img_bytes)))
-        arr = np.array(pil.convert('RGB'))
-    except Exception as e:
-        raise OSError(f'cannot decode image {name}: {e}') from e
-    if channel_order == 'bgr':
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    return arr
+from .image_decoding import Scale, decode_resized, resolve_backend
 
 
 @TRANSFORMS.register_module()
@@ -370,13 +108,19 @@ class LoadImageRandomChoiceResize(BaseTransform):
         scale, scale_idx = self._random_select()
         filename = results['img_path']
         img_bytes = fileio.get(filename, backend_args=self.backend_args)
-        size_hint = None
+        shape_hint = None
         if 'width' in results and 'height' in results:
-            size_hint = (results['width'], results['height'])
-        img, (width, height), factor = decode_resized(
-            img_bytes, scale, self.keep_ratio, self.reduced_decode,
-            self.interpolation, self.channel_order, self.decode_backend,
-            size_hint, name=str(filename))
+            shape_hint = (results['height'], results['width'])
+        img, (height, width), factor = decode_resized(
+            img_bytes,
+            scale,
+            self.keep_ratio,
+            self.reduced_decode,
+            self.interpolation,
+            self.channel_order,
+            self.decode_backend,
+            shape_hint,
+            name=str(filename))
         if self.check_size and 'width' in results and 'height' in results \
                 and (results['width'], results['height']) != (width, height):
             raise ValueError(

@@ -35,6 +35,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..box_iou import box_iou
+
 #: Every shape kind the renderer knows.
 SHAPE_FAMILY = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross',
                 'star', 'ring', 'hexagon', 'arrow', 'semicircle')
@@ -206,15 +208,6 @@ def _paste(canvas: np.ndarray, mask: Image.Image,
     canvas[...] = canvas * (1 - m) + tex * m
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) *
-             (b[3] - b[1]) - inter)
-    return inter / union if union > 0 else 0.0
-
-
 def _sample_box(rng: np.random.Generator, width: int, height: int,
                 size_range: Tuple[float, float],
                 aspect_range: Tuple[float, float]) -> List[float]:
@@ -252,7 +245,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int,
     for kind in kinds:
         for _ in range(50):
             box = _sample_box(rng, width, height, size_range, aspect_range)
-            if all(_iou(box, other) <= max_iou for other in placed):
+            if all(box_iou(box, other)[0, 0] <= max_iou for other in placed):
                 break
         placed.append(box)
         _paste(canvas, draw_shape_mask(kind, box, width, height), rng,

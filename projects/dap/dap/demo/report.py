@@ -10,6 +10,7 @@ import os.path as osp
 
 import numpy as np
 
+from ..box_iou import box_iou
 from ..fewshot.report import results_table, verdict
 from ..fewshot.stats import Results
 
@@ -25,19 +26,6 @@ def load_coco_boxes(path: str) -> Dict[str, np.ndarray]:
         out[names[ann['image_id']]].append([x, y, x + w, y + h])
     return {k: np.asarray(v, np.float32).reshape(-1, 4)
             for k, v in out.items()}
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(-1, 4).astype(np.float64)
-    b = b.reshape(-1, 4).astype(np.float64)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) -
-                 np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) -
-                 np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def trivial_box_accuracy(true_json: str) -> Dict[str, float]:
@@ -56,7 +44,7 @@ def trivial_box_accuracy(true_json: str) -> Dict[str, float]:
             centre_box=np.array([w * (1 - r) / 2, h * (1 - r) / 2,
                                  w * (1 + r) / 2, h * (1 + r) / 2]))
         for name, box in cands.items():
-            hits[name] += int(_iou(box, gt).max() >= 0.5)
+            hits[name] += int(box_iou(box, gt).max() >= 0.5)
     n = max(len(coco['images']), 1)
     return {k: v / n for k, v in hits.items()}
 
@@ -124,7 +112,7 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
             ax.add_patch(plt.Rectangle(
                 (b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
                 ec='lime', lw=1.5))
-        iou = _iou(pboxes[top], truth[key]).max() if top >= 0 and len(
+        iou = box_iou(pboxes[top], truth[key]).max() if top >= 0 and len(
             truth.get(key, [])) else 0.0
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)

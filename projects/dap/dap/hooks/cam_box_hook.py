@@ -31,6 +31,7 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from ..box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                         describe_changes, image_list_fingerprint, merge_shards)
+from ..utils.plain_data import plain_data
 from ..utils.progress_log import ProgressLog
 from ..utils.shared_storage import SharedStorageError, check_shared_storage
 from .cam_box_progress import GenerationProgress
@@ -95,21 +96,6 @@ def dataset_image_list(
             progress(min(n, start + chunk), n)
     keys = np.concatenate(chunks) if chunks else np.zeros(0, 'S1')
     return keys, labels
-
-
-def _plain(obj: Any) -> Any:
-    """Config values as plain JSON data (ConfigDict, tuples, numpy)."""
-    if hasattr(obj, 'to_dict'):
-        obj = obj.to_dict()
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return repr(obj)
 
 
 def check_class_order(dataset_classes: List[str], num_classes: int,
@@ -215,12 +201,12 @@ class CAMBoxHook(Hook):
         holder = [fingerprint]
         broadcast_object_list(holder, src=0)
         pipeline = [
-            _plain(t) for t in runner.cfg.get('test_dataloader', {}).get(
+            plain_data(t) for t in runner.cfg.get('test_dataloader', {}).get(
                 'dataset', {}).get('pipeline', [])
         ]
         gen_cfg = dict(model.generation_config(), pipeline=pipeline)
         return {
-            'generation_config': _plain(gen_cfg),
+            'generation_config': plain_data(gen_cfg),
             'checkpoint_sha256': model.checkpoint_sha256,
             'image_list_fingerprint': holder[0],
             'num_images': len(dataset),
@@ -276,7 +262,7 @@ class CAMBoxHook(Hook):
 
         run_meta = self._run_meta(runner, model, dataset)
         # plain JSON values, compared as the shard writer compares them
-        run_meta = json.loads(json.dumps(_plain(run_meta)))
+        run_meta = json.loads(json.dumps(plain_data(run_meta)))
         complete = self._check_existing_output(out_file, run_meta)
 
         rank, world = get_dist_info()

@@ -21,7 +21,9 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 from ..box_file import file_sha256
 from ..box_fitting import fit_cam_boxes_batched
+from ..cam import IMAGENET_MEAN, IMAGENET_STD, CAMExtractor
 from ..utils import load_checkpoint_safely
+from ..utils.plain_data import plain_data
 
 
 class CAMBoxConfigError(ValueError):
@@ -31,20 +33,6 @@ class CAMBoxConfigError(ValueError):
 # classifier config keys that do not change the CAMs
 _NOT_ARCHITECTURE = ('_scope_', 'loss', 'topk', 'cal_acc', 'init_cfg',
                      'train_cfg', 'data_preprocessor', 'pretrained')
-
-
-def _architecture(cfg: Any) -> Any:
-    """The classifier config without training-only keys (plain data)."""
-    if hasattr(cfg, 'to_dict'):
-        cfg = cfg.to_dict()
-    if isinstance(cfg, dict):
-        return {
-            k: _architecture(v)
-            for k, v in cfg.items() if k not in _NOT_ARCHITECTURE
-        }
-    if isinstance(cfg, (list, tuple)):
-        return [_architecture(v) for v in cfg]
-    return cfg
 
 
 def _strip_prefix(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:
@@ -143,8 +131,8 @@ class CAMBoxGenerator(BaseModel):
                  flip: bool = True,
                  stride: int = 32,
                  fusion_scale: Optional[int] = None,
-                 mean: Sequence[float] = (123.675, 116.28, 103.53),
-                 std: Sequence[float] = (58.395, 57.12, 57.375),
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD,
                  thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5),
                  bias: float = 0.22,
                  max_per_threshold: int = 4,
@@ -157,26 +145,25 @@ class CAMBoxGenerator(BaseModel):
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.classifier = MODELS.build(classifier)
         self._classifier_cfg = classifier
-        head = getattr(self.classifier, 'head', None)
-        if head is None or not isinstance(
-                getattr(head, 'fc', None), torch.nn.Linear):
-            raise CAMBoxConfigError(
-                'CAMBoxGenerator needs a classifier whose head has a linear '
-                f'layer `fc` (LinearClsHead), got {type(head).__name__}')
-        self.num_classes = int(head.fc.out_features)
-        self.scales = tuple(int(s) for s in scales)
-        if not self.scales or min(self.scales) < 1:
-            raise CAMBoxConfigError(f'scales must be positive, got {scales}')
-        self.flip = bool(flip)
-        self.stride = int(stride)
-        self.fusion_scale = int(
-            max(self.scales) if fusion_scale is None else fusion_scale)
-        if self.fusion_scale not in self.scales:
-            raise CAMBoxConfigError(
-                f'fusion_scale {self.fusion_scale} must be one of the scales '
-                f'{self.scales}')
-        self.mean = tuple(float(v) for v in mean)
-        self.std = tuple(float(v) for v in std)
+        try:  # the extractor checks the classifier and the CAM settings
+            self.cam_extractor = CAMExtractor(
+                self.classifier,
+                scales=scales,
+                flip=flip,
+                stride=stride,
+                fusion_scale=fusion_scale,
+                mean=mean,
+                std=std,
+                max_batch=max_batch)
+        except ValueError as e:
+            raise CAMBoxConfigError(str(e)) from None
+        extractor = self.cam_extractor
+        self.num_classes = int(extractor.fc.out_features)
+        self.scales, self.flip = extractor.scales, extractor.flip
+        self.stride, self.fusion_scale = (extractor.stride,
+                                          extractor.fusion_scale)
+        self.mean, self.std = extractor.mean, extractor.std
+        self.max_batch = extractor.max_batch
         self.fit_cfg = dict(
             thresholds=tuple(float(t) for t in thresholds),
             bias=float(bias),
@@ -193,22 +180,12 @@ class CAMBoxGenerator(BaseModel):
                                                    checkpoint)
             self.checkpoint_sha256 = file_sha256(checkpoint)
         self.classifier.eval()
-        from ..cam import CAMExtractor
-        self.cam_extractor = CAMExtractor(
-            self.classifier,
-            scales=self.scales,
-            flip=self.flip,
-            stride=self.stride,
-            fusion_scale=self.fusion_scale,
-            mean=self.mean,
-            std=self.std,
-            max_batch=max_batch)
-        self.max_batch = int(max_batch)
 
     def generation_config(self) -> Dict[str, Any]:
         """Everything that decides the boxes (stored in the box file)."""
         return dict(
-            classifier=_architecture(self._classifier_cfg),
+            classifier=plain_data(
+                self._classifier_cfg, drop=_NOT_ARCHITECTURE),
             scales=list(self.scales),
             flip=self.flip,
             stride=self.stride,
