@@ -65,7 +65,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-max_epochs = 8
+max_epochs = 12
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
@@ -75,6 +75,11 @@ param_scheduler = [
          eta_min=1e-3),
 ]
 auto_scale_lr = dict(base_batch_size=32)
+randomness = dict(seed=0)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+# progress.json for the demo's progress bar (projects/dap/dap/demo)
+custom_imports = dict(
+    imports=['projects.dap.dap.demo'], allow_failed_imports=False)
+custom_hooks = [dict(type='ProgressFileHook')]
