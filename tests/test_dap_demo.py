@@ -27,10 +27,9 @@ def _files(root):
 def test_generator_is_deterministic(tmp_path):
     a, b, c = tmp_path / 'a', tmp_path / 'b', tmp_path / 'c'
     for root, seed in ((a, 3), (b, 3), (c, 4)):
-        make_mini_imagenet(str(root), images_per_class=2, val_per_class=1,
-                           seed=seed)
-        make_mini_voc(str(root / 'voc'), num_trainval=3, num_test=2,
-                      seed=seed)
+        make_mini_imagenet(
+            str(root), images_per_class=2, val_per_class=1, seed=seed)
+        make_mini_voc(str(root / 'voc'), num_trainval=3, num_test=2, seed=seed)
     files = _files(a)
     assert files == _files(b) == _files(c)
     _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
@@ -40,8 +39,8 @@ def test_generator_is_deterministic(tmp_path):
 
 
 def test_mini_imagenet_boxes_and_balance(tmp_path):
-    out = make_mini_imagenet(str(tmp_path), images_per_class=3,
-                             val_per_class=2, seed=0)
+    out = make_mini_imagenet(
+        str(tmp_path), images_per_class=3, val_per_class=2, seed=0)
     with open(out['train_list']) as f:
         lines = [line.split() for line in f if line.strip()]
     labels = collections.Counter(int(label) for _, label in lines)
@@ -64,8 +63,12 @@ def test_mini_imagenet_boxes_and_balance(tmp_path):
 
 
 def test_mini_voc_boxes_and_balance(tmp_path):
-    out = make_mini_voc(str(tmp_path), num_trainval=10, num_test=4,
-                        image_size=(128, 112), seed=1)
+    out = make_mini_voc(
+        str(tmp_path),
+        num_trainval=10,
+        num_test=4,
+        image_size=(128, 112),
+        seed=1)
     counts = collections.Counter()
     for split, n in (('trainval', 10), ('test', 4)):
         with open(out[split]) as f:
@@ -103,15 +106,17 @@ def test_compare_hand_computed():
 
 def test_quick_pipeline_end_to_end(tmp_path):
     work, data = tmp_path / 'work', tmp_path / 'data'
-    args = ['tools/run_dap_demo.py', '--quick', '--work-dir', work,
-            '--data-root', data]
+    args = [
+        'tools/run_dap_demo.py', '--quick', '--work-dir', work, '--data-root',
+        data
+    ]
     proc = run_tool(args, cwd=REPO, timeout=1200)
     for stage in ('[data]', '[step 1/4]', '[step 2/4]', '[step 3/4]',
                   '[step 4/4]', '[report]'):
         assert stage in proc.stdout
     report = (work / 'report.md').read_text()
-    for text in ('GT-known box accuracy', 'DAP AP50', 'CLS AP50',
-                 '5-shot', 'full trainval', 'Verdict'):
+    for text in ('GT-known box accuracy', 'DAP AP50', 'CLS AP50', '5-shot',
+                 'full trainval', 'Verdict'):
         assert text in report
     for png in ('ap_vs_shots.png', 'cam_examples.png'):
         with Image.open(work / png) as img:
@@ -125,8 +130,10 @@ def test_quick_pipeline_end_to_end(tmp_path):
     assert 0.0 <= summary['classifier']['val_top1'] <= 100.0
     runs = summary['results']
     seen = {(r['init'], r['setting'], r['seed']) for r in runs}
-    assert seen == {(i, s, seed) for i in ('dap', 'cls')
-                    for s in ('5shot', 'full') for seed in (0, 1)}
+    assert seen == {(i, s, seed)
+                    for i in ('dap', 'cls')
+                    for s in ('5shot', 'full')
+                    for seed in (0, 1)}
     for r in runs:
         assert 0.0 <= r['AP50'] <= 100.0 and 0.0 <= r['AP'] <= 100.0
         assert r['AP'] <= r['AP50'] + 1e-6
@@ -137,8 +144,8 @@ def test_quick_pipeline_end_to_end(tmp_path):
     step1 = Config.fromfile(
         str(work / 'step1_classifier' / 'resnet18-w32_mini-imagenet.py'))
     assert step1.train_cfg.max_epochs == 1
-    assert step1.train_dataloader.dataset.data_root == str(
-        data / 'mini_imagenet')
+    assert step1.train_dataloader.dataset.data_root == str(data /
+                                                           'mini_imagenet')
     progress = json.loads(
         (work / 'step3_dap_pretrain' / 'progress.json').read_text())
     assert progress['done'] == progress['total'] == 12
@@ -148,8 +155,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
     logs = {p: p.stat().st_mtime_ns for p in (work / 'logs').iterdir()}
     proc = run_tool(args, cwd=REPO, timeout=600)
     assert proc.stdout.count('done before, skipped') == 4
-    assert {p: p.stat().st_mtime_ns
-            for p in (work / 'logs').iterdir()} == logs
+    assert {p: p.stat().st_mtime_ns for p in (work / 'logs').iterdir()} == logs
 
 
 # ------------------------------------------------------ presets and configs
@@ -201,14 +207,20 @@ def test_set_train_length_hand_computed():
     from mmengine.config import Config
 
     from projects.dap.dap.demo import set_train_length
-    cfg = Config(dict(
-        train_cfg=dict(max_epochs=10, val_interval=2),
-        default_hooks=dict(checkpoint=dict(interval=10)),
-        param_scheduler=[
-            dict(type='LinearLR', by_epoch=False, begin=0, end=50),
-            dict(type='MultiStepLR', by_epoch=True, begin=0, end=10,
-                 milestones=[5, 8]),
-            dict(type='CosineAnnealingLR', T_max=10, begin=1)]))
+    cfg = Config(
+        dict(
+            train_cfg=dict(max_epochs=10, val_interval=2),
+            default_hooks=dict(checkpoint=dict(interval=10)),
+            param_scheduler=[
+                dict(type='LinearLR', by_epoch=False, begin=0, end=50),
+                dict(
+                    type='MultiStepLR',
+                    by_epoch=True,
+                    begin=0,
+                    end=10,
+                    milestones=[5, 8]),
+                dict(type='CosineAnnealingLR', T_max=10, begin=1)
+            ]))
     set_train_length(cfg, 4)
     assert cfg.train_cfg.max_epochs == 4
     assert cfg.train_cfg.val_interval == 2  # not tied to the length
@@ -218,9 +230,10 @@ def test_set_train_length_hand_computed():
     assert step.begin == 0 and step.end == 4
     assert step.milestones == [2, 3]  # 5 * 0.4, round(8 * 0.4)
     assert cosine.T_max == 4 and cosine.begin == 1  # max(1, round(0.4))
-    iters = Config(dict(
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=250),
-        param_scheduler=dict(type='LinearLR', by_epoch=False, end=50)))
+    iters = Config(
+        dict(
+            train_cfg=dict(type='IterBasedTrainLoop', max_iters=250),
+            param_scheduler=dict(type='LinearLR', by_epoch=False, end=50)))
     set_train_length(iters, 12)
     assert iters.train_cfg.max_iters == 12
     assert iters.param_scheduler.end == 2  # round(50 * 12 / 250)
@@ -251,6 +264,7 @@ def test_quick_preset_gives_the_quick_schedules():
 
 # ------------------------------------------------------------- progress
 class _Runner:
+
     def __init__(self, work_dir, max_iters=5, test_batches=3):
         self.work_dir, self.iter, self.max_iters = work_dir, 0, max_iters
         self.test_dataloader = [None] * test_batches
@@ -266,8 +280,8 @@ def test_progress_file_hook_writes_done_and_total(tmp_path):
     seen = []
     for it in range(5):
         runner.iter = it
-        hook.after_train_iter(runner, it, outputs=dict(
-            loss=torch.tensor(0.25 * it)))
+        hook.after_train_iter(
+            runner, it, outputs=dict(loss=torch.tensor(0.25 * it)))
         state = read_progress(str(tmp_path))
         seen.append(None if state is None else state['done'])
     # every second iteration, and the last one
@@ -285,24 +299,33 @@ def test_report_facts_come_from_the_configs_and_data(tmp_path):
     from mmengine.config import Config
 
     from projects.dap.dap.demo import report, set_train_length
-    paths = make_mini_imagenet(str(tmp_path / 'in'), images_per_class=1,
-                               val_per_class=1, seed=0)
-    paths.update(make_mini_voc(str(tmp_path / 'voc'), num_trainval=12,
-                               num_test=1, seed=0))
-    configs = {key: _demo_cfg(name) for key, name in (
-        ('classifier', 'resnet18-w32_mini-imagenet.py'),
-        ('dap', 'dap_faster-rcnn_r18-w32_fpn_mini-imagenet.py'),
-        ('ft_dap', 'faster-rcnn_r18-w32_fpn_dap_mini-voc.py'),
-        ('ft_dap_few', 'faster-rcnn_r18-w32_fpn_dap_mini-voc-fewshot.py'))}
+    paths = make_mini_imagenet(
+        str(tmp_path / 'in'), images_per_class=1, val_per_class=1, seed=0)
+    paths.update(
+        make_mini_voc(
+            str(tmp_path / 'voc'), num_trainval=12, num_test=1, seed=0))
+    configs = {
+        key: _demo_cfg(name)
+        for key, name in (('classifier', 'resnet18-w32_mini-imagenet.py'),
+                          ('dap',
+                           'dap_faster-rcnn_r18-w32_fpn_mini-imagenet.py'),
+                          ('ft_dap',
+                           'faster-rcnn_r18-w32_fpn_dap_mini-voc.py'),
+                          ('ft_dap_few',
+                           'faster-rcnn_r18-w32_fpn_dap_mini-voc-fewshot.py'))
+    }
     set_train_length(configs['dap'], 40)
-    configs['ft_dap'].train_dataloader.batch_size = 2
+    configs['finetune_dap'].train_dataloader.batch_size = 2
     assert isinstance(configs['dap'], Config)
-    data = dict(images_per_class=1, val_per_class=1, num_trainval=12,
-                num_test=1)
+    data = dict(
+        images_per_class=1, val_per_class=1, num_trainval=12, num_test=1)
     facts = report.run_facts(configs, data, paths)
-    counts = [len(read_voc_boxes(osp.join(
-        paths['year_dir'], 'Annotations', f'trainval_{i:05d}.xml'))[0])
-        for i in range(12)]
+    counts = [
+        len(
+            read_voc_boxes(
+                osp.join(paths['year_dir'], 'Annotations',
+                         f'trainval_{i:05d}.xml'))[0]) for i in range(12)
+    ]
     assert facts['objects'] == dict(
         imagenet='1', voc=f'{min(counts)}-{max(counts)}')
     assert (facts['pretrain_classes'], facts['downstream_classes'],
@@ -311,3 +334,28 @@ def test_report_facts_come_from_the_configs_and_data(tmp_path):
     assert (facts['dap_iters'], facts['dap_batch']) == (40, 8)
     assert (facts['finetune_epochs'], facts['finetune_batch']) == (3, 2)
     assert (facts['fewshot_min_iters'], facts['fewshot_batch']) == (128, 4)
+
+
+def test_stage_runs_once_per_hash_of_its_inputs(tmp_path):
+    from projects.dap.dap.demo.stages import run_stage
+    calls = []
+
+    def work(folder):
+        calls.append(folder)
+        with open(osp.join(folder, 'out.txt'), 'w') as f:
+            f.write(str(len(calls)))
+        return dict(n=len(calls))
+
+    folder = str(tmp_path / 'stage')
+    first = run_stage(folder, dict(cfg=1), work)
+    assert first[0] == dict(n=1) and not first[2]
+    again = run_stage(folder, dict(cfg=1), work)
+    assert again == (dict(n=1), first[1], True) and len(calls) == 1
+    (tmp_path / 'stage' / 'stale.txt').write_text('from the old run')
+    changed = run_stage(folder, dict(cfg=2), work)
+    assert changed[0] == dict(n=2) and changed[1] != first[1]
+    # a changed stage starts from an empty folder
+    assert sorted(os.listdir(folder)) == ['.stage.json', 'out.txt']
+    # an unfinished stage (no marker) runs again
+    os.remove(osp.join(folder, '.stage.json'))
+    assert run_stage(folder, dict(cfg=2), work)[0] == dict(n=3)

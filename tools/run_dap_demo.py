@@ -5,32 +5,26 @@
     python tools/run_dap_demo.py [--work-dir work_dirs/dap_demo] [--quick]
         [--seeds N] [--shots 5 10 20] [--workers 2]
 
-Stages, each running the project's tools as subprocesses (logs under
-``{work_dir}/logs``): data (mini-ImageNet and mini-VOC from a seed), step 1
-classifier (``tools/train.py``), step 2 CAM pseudo boxes
-(``tools/generate_pseudo_boxes.py``, scored by
-``tools/analysis_tools/eval_pseudo_boxes.py``), step 3 DAP pre-training
-(``tools/train.py``), step 4 DAP vs CLS fine-tuning on mini-VOC, full and
-k-shot, several seeds, two runs at a time (the engine of
-``tools/fewshot_sweep.py``, under ``{work_dir}/step4_finetune``), then
-``report.md``, ``summary.json``, ``ap_vs_shots.png``, ``cam_examples.png``.
+Stages, each running the project's tools (logs under ``{work_dir}/logs``):
+data (mini-ImageNet and mini-VOC from a seed), step 1 classifier, step 2 CAM
+pseudo boxes (scored against the hidden true boxes), step 3 DAP
+pre-training, step 4 DAP vs CLS fine-tuning on mini-VOC, full and k-shot,
+through the engine of ``tools/fewshot_sweep.py``; then ``report.md``,
+``summary.json``, ``ap_vs_shots.png`` and ``cam_examples.png``.
 
-Each stage trains its demo config (``configs/demo``) as it stands, with the
-paths of its data and inputs filled in (and with ``--quick`` the train
-lengths of ``configs/demo/presets/quick.py``), saved into the stage's folder:
-that file is what runs.  A finished stage leaves a marker with the hash of
-its config and inputs; a rerun skips it, and reruns it (and what depends on
-it) when the hash changes.
+A stage trains its demo config (``configs/demo``) as it stands, with its data
+and input paths filled in (``--quick``: and the train lengths of
+``configs/demo/presets/quick.py``), saved into the stage's folder: that file
+is what runs.  A finished stage is skipped on a rerun until the hash of its
+config and inputs changes (:mod:`projects.dap.dap.demo.stages`).
 """
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List
 import argparse
-import glob
 import hashlib
 import json
 import os
 import os.path as osp
 import shutil
-import subprocess
 import sys
 import time
 
@@ -40,66 +34,38 @@ if REPO not in sys.path:
 
 from mmengine.config import Config  # noqa: E402
 
-from projects.dap.dap.demo import (ProgressBar, benchmark,  # noqa: E402
-                                   load_preset, report, set_train_length)
-from projects.dap.dap.fewshot.runs import (InitSpec,  # noqa: E402
-                                           last_checkpoint)
-from projects.dap.dap.fewshot.sweep import (SweepError,  # noqa: E402
-                                            SweepSpec, run_sweep)
+from projects.dap.dap import demo  # noqa: E402
+from projects.dap.dap.demo import report, stages  # noqa: E402
+from projects.dap.dap.fewshot import runs, sweep  # noqa: E402
 
 CONFIGS = dict(
     classifier='configs/demo/resnet18-w32_mini-imagenet.py',
     cam='configs/demo/cam-boxes_resnet18-w32_mini-imagenet.py',
     dap='configs/demo/dap_faster-rcnn_r18-w32_fpn_mini-imagenet.py',
-    ft_dap='configs/demo/faster-rcnn_r18-w32_fpn_dap_mini-voc.py',
-    ft_cls='configs/demo/faster-rcnn_r18-w32_fpn_cls_mini-voc.py',
-    ft_dap_few='configs/demo/faster-rcnn_r18-w32_fpn_dap_mini-voc-fewshot.py',
-    ft_cls_few='configs/demo/faster-rcnn_r18-w32_fpn_cls_mini-voc-fewshot.py')
+    finetune_dap='configs/demo/faster-rcnn_r18-w32_fpn_dap_mini-voc.py',
+    finetune_cls='configs/demo/faster-rcnn_r18-w32_fpn_cls_mini-voc.py',
+    finetune_dap_fewshot='configs/demo/'
+    'faster-rcnn_r18-w32_fpn_dap_mini-voc-fewshot.py',
+    finetune_cls_fewshot='configs/demo/'
+    'faster-rcnn_r18-w32_fpn_cls_mini-voc-fewshot.py')
 
-
-class ToolError(RuntimeError):
-    pass
+BACKBONE = 'model.backbone.init_cfg.checkpoint'  # the classifier's weights
+#: step 4's sweep (tools/fewshot_sweep.py's options): what the demo runs
+STEP4 = dict(
+    full=True,
+    launcher='train',
+    on_change='restart',
+    keep_checkpoints=False,
+    quiet=True,
+    title='DAP demo, step 4: DAP vs CLS on mini-VOC',
+    description='Made by the demo through the engine of '
+    '`tools/fewshot_sweep.py`.',
+    ylabel='mini-VOC test AP50 (%)',
+    full_label='full trainval')
 
 
 def header(text: str) -> None:
     print(f'\n{"=" * 72}\n{text}\n{"=" * 72}', flush=True)
-
-
-def run_tool(args: Sequence[str], log_file: str, env: Dict[str, str],
-             bar: Optional[ProgressBar] = None) -> None:
-    """Run a tool of the project, its output into ``log_file``; ``bar``
-    follows the progress file in the tool's ``--work-dir``."""
-    cmd = [sys.executable] + [str(a) for a in args]
-    work_dir = cmd[cmd.index('--work-dir') + 1] if bar else None
-    with open(log_file, 'w') as log:
-        log.write('$ ' + ' '.join(cmd) + '\n')
-        log.flush()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        while proc.poll() is None:
-            time.sleep(1)
-            if bar:
-                bar.follow(work_dir)
-    if bar:
-        bar.follow(work_dir)
-        bar.close()
-    if proc.returncode != 0:
-        with open(log_file) as f:
-            tail = ''.join(f.readlines()[-40:])
-        raise ToolError(f'{" ".join(cmd)} exited with {proc.returncode} '
-                        f'(log: {log_file}):\n{tail}')
-
-
-def last_metric(work_dir: str, key: str) -> float:
-    """``key`` of the last record holding it in mmengine's scalar logs."""
-    found = None
-    for path in sorted(glob.glob(f'{work_dir}/*/vis_data/scalars.json')):
-        with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        found = next((r[key] for r in reversed(records) if key in r), found)
-    if found is None:
-        raise ToolError(f'no "{key}" metrics under {work_dir}')
-    return found
 
 
 class Demo:
@@ -107,11 +73,12 @@ class Demo:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.preset_name = 'quick' if args.quick else 'default'
-        self.preset = load_preset(REPO, self.preset_name)
+        self.preset = demo.load_preset(REPO, self.preset_name)
         self.work_dir = osp.abspath(args.work_dir)
         self.logs = osp.join(self.work_dir, 'logs')
-        self.data_root = osp.abspath(args.data_root or osp.join(
-            REPO, 'data', 'dap_demo_quick' if args.quick else 'dap_demo'))
+        self.data_root = osp.abspath(
+            args.data_root or osp.join(
+                REPO, 'data', 'dap_demo_quick' if args.quick else 'dap_demo'))
         self.images = osp.join(self.data_root, 'mini_imagenet')
         self.voc_root = osp.join(self.data_root, 'mini_voc', 'VOCdevkit/')
         self.shots = tuple(args.shots or self.preset.shots)
@@ -132,163 +99,156 @@ class Demo:
         env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
         return env
 
-    def config(self, key: str, paths: dict, stage: str = '') -> Config:
-        """Demo config ``key`` with ``paths`` merged in and the preset's
-        train length of ``stage``, if it has one."""
+    def config(self, key: str, root: str, options: dict) -> Config:
+        """Demo config ``key`` with ``root`` as its data loaders' data root,
+        ``options`` (input paths) merged in and the preset's train length
+        for it, if it has one."""
         cfg = Config.fromfile(osp.join(REPO, CONFIGS[key]))
-        cfg.merge_from_dict(paths)
+        options = dict(options)
+        for split in ('train', 'val', 'test'):
+            if cfg.get(f'{split}_dataloader'):
+                options[f'{split}_dataloader.dataset.data_root'] = root
+        cfg.merge_from_dict(options)
         lengths = self.preset.get('train_length') or {}
-        if stage in lengths:
-            set_train_length(cfg, lengths[stage])
+        if key.split('_')[0] in lengths:
+            demo.set_train_length(cfg, lengths[key.split('_')[0]])
         self.configs[key] = cfg
         return cfg
 
-    def stage(self, key: str, folder: str, title: str, inputs: object,
+    def stage(self, folder: str, title: str, inputs: object,
               work: Callable[[str], dict]) -> dict:
-        """``work(folder)`` unless ``folder``'s marker holds the hash of
-        ``inputs``; returns its result, with that hash."""
+        """One stage (:func:`stages.run_stage`) under its header; its
+        result, with its hash."""
         header(title)
-        start, folder = time.time(), osp.join(self.work_dir, folder)
-        marker = osp.join(folder, '.stage.json')
-        digest = hashlib.sha256(json.dumps(
-            inputs, sort_keys=True, default=str).encode()).hexdigest()
-        try:
-            with open(marker) as f:
-                done = json.load(f)
-        except (OSError, ValueError):
-            done = {}
-        if done.get('hash') == digest:
+        start = time.time()
+        result, digest, skipped = stages.run_stage(
+            osp.join(self.work_dir, folder), inputs, work)
+        if skipped:
             print('  done before, skipped')
-            result = done['result']
-        else:  # a changed or unfinished stage starts from an empty folder
-            shutil.rmtree(folder, ignore_errors=True)
-            os.makedirs(folder)
-            result = work(folder)
-            with open(marker + '.tmp', 'w') as f:
-                json.dump(dict(hash=digest, result=result), f, indent=1)
-            os.replace(marker + '.tmp', marker)
-        self.timings[key] = time.time() - start
+        self.timings[folder.split('_')[0]] = time.time() - start
         return dict(result, digest=digest)
 
-    def train(self, key: str, cfg: Config, upstream: List[str], folder: str,
-              title: str, label: str, checkpoint: str,
-              metric: str = '') -> dict:
+    def train(self, folder: str, title: str, cfg: Config, upstream: list,
+              checkpoint: str) -> dict:
         """A stage that saves ``cfg`` into ``folder``, trains it with
         tools/train.py and keeps its last checkpoint as ``checkpoint``."""
-        log = osp.join(self.logs, f'{folder}.log')
 
         def work(out):
-            config = osp.join(out, osp.basename(CONFIGS[key]))
+            config = osp.join(out, osp.basename(cfg.filename))
             cfg.dump(config)
-            run_tool(['tools/train.py', config, '--work-dir', out], log,
-                     self.env(), ProgressBar(1, label))
-            ckpt = last_checkpoint(out)
-            if ckpt is None:
-                raise ToolError(f'no checkpoint in {out}')
+            stages.run_tool(['tools/train.py', config, '--work-dir', out],
+                            osp.join(self.logs, f'{folder}.log'), REPO,
+                            self.env(), demo.ProgressBar(1, folder))
+            last = runs.last_checkpoint(out)
+            if last is None:
+                raise stages.ToolError(f'no checkpoint in {out}')
             result = dict(checkpoint=osp.join(out, checkpoint))
-            shutil.copyfile(ckpt, result['checkpoint'])
-            if metric:
-                result['val_top1'] = last_metric(out, metric)
+            shutil.copyfile(last, result['checkpoint'])
+            if folder == 'step1_classifier':
+                result['val_top1'] = stages.last_metric(out, 'accuracy/top1')
                 print(f'  val top-1 accuracy {result["val_top1"]:.1f}%')
             print(f'  -> {result["checkpoint"]}')
             return result
 
-        return self.stage(folder[:5], folder, title,
-                          [cfg.to_dict()] + upstream, work)
+        return self.stage(folder, title, [cfg.to_dict()] + upstream, work)
 
     def make_data(self, folder: str) -> dict:
-        start = time.time()
         shutil.rmtree(self.data_root, ignore_errors=True)
-        paths = benchmark.make_demo_data(self.data_root, seed=self.data_seed,
-                                         **self.preset.data)
-        print(f'  {self.preset.data} written in {time.time() - start:.0f}s')
-        return dict(paths=paths)
+        print(f'  {self.preset.data}')
+        return dict(
+            paths=demo.benchmark.make_demo_data(
+                self.data_root, seed=self.data_seed, **self.preset.data))
 
-    def pseudo_boxes(self, folder: str, cfg: Config, ckpt: str) -> dict:
-        config = osp.join(folder, osp.basename(CONFIGS['cam']))
+    def pseudo_boxes(self, out: str, cfg: Config, ckpt: str) -> dict:
+        """Step 2: CAM boxes, their score against the true boxes, and a
+        few browsed."""
+
+        def tool(name, args, bar=None):
+            stages.run_tool(args, osp.join(self.logs, f'step2_{name}.log'),
+                            REPO, self.env(), bar)
+
+        config = osp.join(out, osp.basename(cfg.filename))
         cfg.dump(config)
-        box_file = osp.join(folder, 'pseudo_boxes.dapbox')
+        boxes = osp.join(out, 'pseudo_boxes.dapbox')
         truth = osp.join(self.images, 'meta', 'train_boxes.json')
-        quality = osp.join(folder, 'quality.json')
-        for name, args, bar in (
-                ('generate_pseudo_boxes', [
-                    'tools/generate_pseudo_boxes.py', config, '--checkpoint',
-                    ckpt, '--work-dir', folder, '--out', box_file
-                ], ProgressBar(1, 'CAM boxes')),
-                ('eval_pseudo_boxes', [
-                    'tools/analysis_tools/eval_pseudo_boxes.py', box_file,
-                    truth, '--out', quality
-                ], None),
-                ('browse', [
-                    'tools/analysis_tools/browse_pseudo_boxes.py', box_file,
-                    '--data-root', osp.join(self.images, 'train'),
-                    '--out-dir', osp.join(folder, 'browse'), '--num', '8',
-                    '--random', '--config', config, '--checkpoint', ckpt
-                ], None)):
-            run_tool(args, osp.join(self.logs, f'step2_{name}.log'),
-                     self.env(), bar)
-        with open(quality) as f:
+        images = osp.join(self.images, 'train')
+        tool('generate_pseudo_boxes', [
+            'tools/generate_pseudo_boxes.py', config, '--checkpoint', ckpt,
+            '--work-dir', out, '--out', boxes
+        ], demo.ProgressBar(1, 'CAM boxes'))
+        tool('eval_pseudo_boxes', [
+            'tools/analysis_tools/eval_pseudo_boxes.py', boxes, truth, '--out',
+            osp.join(out, 'quality.json')
+        ])
+        tool('browse', [
+            'tools/analysis_tools/browse_pseudo_boxes.py', boxes,
+            '--data-root', images, '--out-dir',
+            osp.join(out, 'browse'), '--num', '8', '--random', '--config',
+            config, '--checkpoint', ckpt
+        ])
+        with open(osp.join(out, 'quality.json')) as f:
             q = json.load(f)
         print(f'  {q["num_images"]} images, {q["boxes_per_image"]:.2f} '
-              f'boxes/image; GT-known acc@0.5 {100 * q["gt_known_acc@0.5"]:.1f}'
-              f'%, recall@0.5 {100 * q["recall@0.5"]:.1f}%, precision@0.5 '
+              'boxes/image; GT-known acc@0.5 '
+              f'{100 * q["gt_known_acc@0.5"]:.1f}%, recall@0.5 '
+              f'{100 * q["recall@0.5"]:.1f}%, precision@0.5 '
               f'{100 * q["precision@0.5"]:.1f}%')
-        return dict(box_file=box_file, quality=q, true_boxes=truth,
-                    checkpoint=ckpt, config=config,
-                    images=osp.join(self.images, 'train'))
+        return dict(
+            box_file=boxes,
+            quality=q,
+            true_boxes=truth,
+            checkpoint=ckpt,
+            config=config,
+            images=images)
 
     def finetune(self, classifier: dict, dap: dict) -> List[dict]:
         """Step 4: the low-data study's engine (the code path of
         tools/fewshot_sweep.py) over the demo's fine-tuning configs, saved
         with their paths under ``step4_finetune/inits``."""
-        start, work_dir = time.time(), osp.join(self.work_dir,
-                                                'step4_finetune')
+        start = time.time()
+        work_dir = osp.join(self.work_dir, 'step4_finetune')
         os.makedirs(osp.join(work_dir, 'inits'), exist_ok=True)
-        paths = {f'{split}_dataloader.dataset.data_root': self.voc_root
-                 for split in ('train', 'val', 'test')}
-        weights = dict(dap={'load_from': dap['checkpoint']},
-                       cls={'model.backbone.init_cfg.checkpoint':
-                            classifier['checkpoint']})
+        weights = dict(
+            dap={'load_from': dap['checkpoint']},
+            cls={BACKBONE: classifier['checkpoint']})
         min_iters = self.preset.get('fewshot_min_iters')
         inits = []
         for init in ('dap', 'cls'):
             files = []
-            for key in (f'ft_{init}_few', f'ft_{init}'):
-                cfg = self.config(key, dict(paths, **weights[init]),
-                                  'finetune')
-                if key.endswith('few') and min_iters is not None:
+            for key in (f'finetune_{init}_fewshot', f'finetune_{init}'):
+                cfg = self.config(key, self.voc_root, weights[init])
+                if key.endswith('fewshot') and min_iters is not None:
                     cfg.fewshot.min_iters = min_iters
-                files.append(osp.join(work_dir, 'inits',
-                                      osp.basename(CONFIGS[key])))
+                files.append(
+                    osp.join(work_dir, 'inits', osp.basename(cfg.filename)))
                 cfg.dump(files[-1])
-            inits.append(InitSpec(init, *files))
-        runs = (len(self.shots) + 1) * len(self.seeds) * len(inits)
+            inits.append(runs.InitSpec(init, *files))
+        total = (len(self.shots) + 1) * len(self.seeds) * len(inits)
         header(f'[step 4/4] fine-tuning DAP and CLS inits on mini-VOC: '
-               f'{runs} runs (k={list(self.shots)} + full, seeds '
+               f'{total} runs (k={list(self.shots)} + full, seeds '
                f'{list(self.seeds)}), {self.workers} at a time: '
                "the low-data sweep (tools/fewshot_sweep.py's engine) runs "
                'tools/train.py, evaluated on mini-VOC test')
-        spec = SweepSpec(
-            work_dir=work_dir, inits=inits, shots=self.shots,
-            seeds=self.seeds, full=True, launcher='train', jobs=self.workers,
-            env=self.env(self.threads), on_change='restart',
-            keep_checkpoints=False, quiet=True,
-            title='DAP demo, step 4: DAP vs CLS on mini-VOC',
-            description='Made by the demo through the engine of '
-            '`tools/fewshot_sweep.py`.', ylabel='mini-VOC test AP50 (%)',
-            full_label='full trainval')
-        bar = ProgressBar(runs, 'fine-tune runs')
+        spec = sweep.SweepSpec(
+            work_dir,
+            inits,
+            self.shots,
+            self.seeds,
+            jobs=self.workers,
+            env=self.env(self.threads),
+            **STEP4)
+        bar = demo.ProgressBar(total, 'fine-tune runs')
         try:
-            outcome = run_sweep(spec, lambda done, _, note: bar.update(
-                done, note))
-        except (SweepError, OSError, ValueError) as e:
-            raise ToolError(f'step 4: {e}') from None
+            outcome = sweep.run_sweep(spec,
+                                      lambda n, _, note: bar.update(n, note))
+        except (sweep.SweepError, OSError, ValueError) as e:
+            raise stages.ToolError(f'step 4: {e}') from None
         bar.close()
-        if outcome.counts['finished'] == runs:
+        if outcome.counts['finished'] == total:
             print('  every run had finished before: nothing to run')
         if outcome.failed:
-            raise ToolError(f'{len(outcome.failed)} fine-tuning runs failed;'
-                            f' first:\n{outcome.failed[0]}')
+            raise stages.ToolError(f'{len(outcome.failed)} fine-tuning runs '
+                                   f'failed; first:\n{outcome.failed[0]}')
         self.timings['step4'] = time.time() - start
         return outcome.results
 
@@ -298,47 +258,50 @@ class Demo:
               f'{self.workers} fine-tuning runs at a time, '
               f'{self.threads} thread(s) each')
         os.makedirs(self.logs, exist_ok=True)
-        with open(benchmark.__file__, 'rb') as f:
+        with open(demo.benchmark.__file__, 'rb') as f:
             code = hashlib.sha256(f.read()).hexdigest()
         data = self.stage(
-            'data', 'step0_data', '[data] generating mini-ImageNet and '
-            f'mini-VOC (seed {self.data_seed}) in {self.data_root}',
-            dict(data=self.preset.data, seed=self.data_seed, code=code,
-                 root=self.data_root), self.make_data)
+            'step0_data', '[data] generating mini-ImageNet and mini-VOC '
+            f'(seed {self.data_seed}) in {self.data_root}',
+            dict(
+                data=self.preset.data,
+                seed=self.data_seed,
+                code=code,
+                root=self.data_root), self.make_data)
         classifier = self.train(
-            'classifier', self.config('classifier', {
-                f'{split}_dataloader.dataset.data_root': self.images
-                for split in ('train', 'val', 'test')}, 'classifier'),
-            [data['digest']], 'step1_classifier', '[step 1/4] training the '
-            'classifier (mmpretrain ResNet-18, half width) on mini-ImageNet: '
-            'tools/train.py', 'classifier', 'classifier.pth', 'accuracy/top1')
-        cam = self.config('cam',
-                          {'test_dataloader.dataset.data_root': self.images})
+            'step1_classifier', '[step 1/4] training the classifier '
+            '(mmpretrain ResNet-18, half width) on mini-ImageNet: '
+            'tools/train.py', self.config('classifier', self.images, {}),
+            [data['digest']], 'classifier.pth')
+        ckpt = classifier['checkpoint']
+        cam = self.config('cam', self.images, {})
         boxes = self.stage(
-            'step2', 'step2_pseudo_boxes', '[step 2/4] CAM pseudo boxes on '
+            'step2_pseudo_boxes', '[step 2/4] CAM pseudo boxes on '
             'mini-ImageNet with the CAM-box hook: '
             'tools/generate_pseudo_boxes.py',
             [cam.to_dict(), classifier['digest']],
-            lambda out: self.pseudo_boxes(out, cam, classifier['checkpoint']))
+            lambda out: self.pseudo_boxes(out, cam, ckpt))
         dap = self.train(
-            'dap', self.config('dap', {
-                'model.backbone.init_cfg.checkpoint':
-                classifier['checkpoint'],
-                'train_dataloader.dataset.data_root': self.images + '/',
-                'train_dataloader.dataset.box_file': boxes['box_file']
-            }, 'dap'), [classifier['digest'], boxes['digest']],
             'step3_dap_pretrain', '[step 3/4] DAP pre-training: Faster R-CNN '
             'on the pseudo boxes (ImageNetPseudoBoxDataset): tools/train.py',
-            'DAP', 'dap_detector.pth')
+            self.config(
+                'dap', self.images + '/', {
+                    BACKBONE: ckpt,
+                    'train_dataloader.dataset.box_file': boxes['box_file']
+                }), [classifier['digest'], boxes['digest']],
+            'dap_detector.pth')
         results = self.finetune(classifier, dap)
         self.timings['total_before_report'] = time.time() - start
         header('[report] writing the summary')
+        facts = report.run_facts(self.configs, self.preset.data, data['paths'])
         out = report.write_outputs(
             self.work_dir, self.preset_name, classifier, boxes, results,
-            self.timings, report.run_facts(self.configs, self.preset.data,
-                                           data['paths']),
-            dict(workers=self.workers, threads=self.threads,
-                 shots=self.shots, seeds=self.seeds))
+            self.timings, facts,
+            dict(
+                workers=self.workers,
+                threads=self.threads,
+                shots=self.shots,
+                seeds=self.seeds))
         print(f'\n  report: {out}\n\nDAP demo finished in '
               f'{time.time() - start:.0f}s')
         return out
@@ -347,33 +310,26 @@ class Demo:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Run all four DAP steps on a generated benchmark')
-    parser.add_argument('--work-dir', help='default work_dirs/dap_demo (or '
-                        'work_dirs/dap_demo_quick with --quick)')
-    parser.add_argument('--data-root', help='where the benchmark is '
-                        'generated (default data/dap_demo or '
-                        'data/dap_demo_quick)')
-    parser.add_argument('--quick', action='store_true',
-                        help='configs/demo/presets/quick.py: a tiny setting '
-                        'for tests (a few minutes)')
-    parser.add_argument('--seeds', type=int,
-                        help='fine-tuning seeds per setting')
-    parser.add_argument('--shots', type=int, nargs='+',
-                        help='k-shot settings (images per class)')
-    parser.add_argument('--data-seed', type=int, default=0,
-                        help='seed of the generated benchmark')
-    parser.add_argument('--workers', type=int, help='fine-tuning runs at a '
-                        'time (default: 2 when there are 2+ CPU cores)')
+    parser.add_argument(
+        '--work-dir', help='default work_dirs/dap_demo[_quick]')
+    parser.add_argument('--data-root', help='default data/dap_demo[_quick]')
+    parser.add_argument(
+        '--quick', action='store_true', help='configs/demo/presets/quick.py')
+    parser.add_argument('--seeds', type=int, help='fine-tuning seeds')
+    parser.add_argument('--shots', type=int, nargs='+', help='k-shot settings')
+    parser.add_argument('--data-seed', type=int, default=0, help='data seed')
+    parser.add_argument('--workers', type=int, help='fine-tuning runs at once')
     args = parser.parse_args(argv)
     if args.work_dir is None:
-        args.work_dir = osp.join(REPO, 'work_dirs', 'dap_demo_quick'
-                                 if args.quick else 'dap_demo')
+        args.work_dir = osp.join(
+            REPO, 'work_dirs', 'dap_demo_quick' if args.quick else 'dap_demo')
     return args
 
 
 def main(argv=None) -> int:
     try:
         Demo(parse_args(argv)).run()
-    except ToolError as e:
+    except stages.ToolError as e:
         print(f'\nerror: {e}', file=sys.stderr)
         return 1
     return 0

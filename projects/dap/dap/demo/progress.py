@@ -47,7 +47,10 @@ class ProgressFileHook(Hook):
             raise ValueError(f'interval must be >= 1, got {interval}')
         self.interval = int(interval)
 
-    def _write(self, runner, done: int, total: int,
+    def _write(self,
+               runner,
+               done: int,
+               total: int,
                loss: Optional[float] = None) -> None:
         if not is_main_process() or (done % self.interval and done < total):
             return
@@ -57,13 +60,19 @@ class ProgressFileHook(Hook):
             json.dump(dict(done=done, total=total, loss=loss), f)
         os.replace(tmp, path)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         loss = (outputs or {}).get('loss')
         self._write(runner, runner.iter + 1, runner.max_iters,
                     None if loss is None else float(loss))
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_test_iter(self,
+                        runner,
+                        batch_idx: int,
+                        data_batch=None,
                         outputs=None) -> None:
         self._write(runner, batch_idx + 1, len(runner.test_dataloader))
 

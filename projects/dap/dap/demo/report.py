@@ -162,10 +162,11 @@ def _objects_per_image(data_paths: Dict[str, str]) -> Dict[str, str]:
 def run_facts(configs: Dict[str, Config], data: dict,
               data_paths: Dict[str, str]) -> dict:
     """What the report states about the runs, read from the configs they
-    trained (``classifier``, ``dap``, ``ft_dap``, ``ft_dap_few``) and the
+    trained (``classifier``, ``dap``, ``finetune_dap[_fewshot]``) and the
     generated data (``data``: the preset's sizes)."""
     classifier, dap = configs['classifier'], configs['dap']
-    finetune, fewshot = configs['ft_dap'], configs['ft_dap_few']
+    finetune = configs['finetune_dap']
+    fewshot = configs['finetune_dap_fewshot']
     pretrain = classifier.train_dataloader.dataset.metainfo.classes
     downstream = finetune.train_dataloader.dataset.metainfo.classes
     return dict(
