@@ -1,22 +1,16 @@
 """The main job: all four DAP steps end to end on a generated benchmark.
 
-::
-
     python tools/run_dap_demo.py [--work-dir work_dirs/dap_demo] [--quick]
         [--seeds N] [--shots 5 10 20] [--workers 2]
 
-Stages, each running the project's tools (logs under ``{work_dir}/logs``):
-data (mini-ImageNet and mini-VOC from a seed), step 1 classifier, step 2 CAM
-pseudo boxes (scored against the hidden true boxes), step 3 DAP
-pre-training, step 4 DAP vs CLS fine-tuning on mini-VOC, full and k-shot,
-through the engine of ``tools/fewshot_sweep.py``; then ``report.md``,
-``summary.json``, ``ap_vs_shots.png`` and ``cam_examples.png``.
-
-A stage trains its demo config (``configs/demo``) as it stands, with its data
-and input paths filled in (``--quick``: and the train lengths of
-``configs/demo/presets/quick.py``), saved into the stage's folder: that file
-is what runs.  A finished stage is skipped on a rerun until the hash of its
-config and inputs changes (:mod:`projects.dap.dap.demo.stages`).
+Stages: data (mini-ImageNet and mini-VOC from a seed), step 1 classifier,
+step 2 CAM pseudo boxes, step 3 DAP pre-training, step 4 DAP vs CLS
+fine-tuning on mini-VOC (the engine of ``tools/fewshot_sweep.py``), then
+``report.md``, ``summary.json``, ``ap_vs_shots.png``, ``cam_examples.png``.
+A stage runs the project's tools on its demo config as it stands, with its
+data and input paths filled in (``--quick``: and the train lengths of
+``configs/demo/presets/quick.py``), saved into the stage's folder; it is
+skipped on a rerun until the hash of its config and inputs changes.
 """
 from typing import Callable, Dict, List
 import argparse
@@ -50,10 +44,10 @@ CONFIGS = dict(
     'faster-rcnn_r18-w32_fpn_cls_mini-voc-fewshot.py')
 
 BACKBONE = 'model.backbone.init_cfg.checkpoint'  # the classifier's weights
+SETTINGS = ('workers', 'threads', 'shots', 'seeds')  # in the report
 #: step 4's sweep (tools/fewshot_sweep.py's options): what the demo runs
 STEP4 = dict(
     full=True,
-    launcher='train',
     on_change='restart',
     keep_checkpoints=False,
     quiet=True,
@@ -155,9 +149,9 @@ class Demo:
     def make_data(self, folder: str) -> dict:
         shutil.rmtree(self.data_root, ignore_errors=True)
         print(f'  {self.preset.data}')
+        make = demo.benchmark.make_demo_data
         return dict(
-            paths=demo.benchmark.make_demo_data(
-                self.data_root, seed=self.data_seed, **self.preset.data))
+            paths=make(self.data_root, self.data_seed, **self.preset.data))
 
     def pseudo_boxes(self, out: str, cfg: Config, ckpt: str) -> dict:
         """Step 2: CAM boxes, their score against the true boxes, and a
@@ -226,9 +220,8 @@ class Demo:
         total = (len(self.shots) + 1) * len(self.seeds) * len(inits)
         header(f'[step 4/4] fine-tuning DAP and CLS inits on mini-VOC: '
                f'{total} runs (k={list(self.shots)} + full, seeds '
-               f'{list(self.seeds)}), {self.workers} at a time: '
-               "the low-data sweep (tools/fewshot_sweep.py's engine) runs "
-               'tools/train.py, evaluated on mini-VOC test')
+               f'{list(self.seeds)}), {self.workers} at a time, through '
+               "tools/fewshot_sweep.py's engine")
         spec = sweep.SweepSpec(
             work_dir,
             inits,
@@ -259,15 +252,13 @@ class Demo:
               f'{self.threads} thread(s) each')
         os.makedirs(self.logs, exist_ok=True)
         with open(demo.benchmark.__file__, 'rb') as f:
-            code = hashlib.sha256(f.read()).hexdigest()
+            inputs = dict(code=hashlib.sha256(f.read()).hexdigest())
+        inputs.update(data=self.preset.data, seed=self.data_seed)
+        inputs.update(root=self.data_root)
         data = self.stage(
             'step0_data', '[data] generating mini-ImageNet and mini-VOC '
-            f'(seed {self.data_seed}) in {self.data_root}',
-            dict(
-                data=self.preset.data,
-                seed=self.data_seed,
-                code=code,
-                root=self.data_root), self.make_data)
+            f'(seed {self.data_seed}) in {self.data_root}', inputs,
+            self.make_data)
         classifier = self.train(
             'step1_classifier', '[step 1/4] training the classifier '
             '(mmpretrain ResNet-18, half width) on mini-ImageNet: '
@@ -294,14 +285,10 @@ class Demo:
         self.timings['total_before_report'] = time.time() - start
         header('[report] writing the summary')
         facts = report.run_facts(self.configs, self.preset.data, data['paths'])
-        out = report.write_outputs(
-            self.work_dir, self.preset_name, classifier, boxes, results,
-            self.timings, facts,
-            dict(
-                workers=self.workers,
-                threads=self.threads,
-                shots=self.shots,
-                seeds=self.seeds))
+        settings = {k: getattr(self, k) for k in SETTINGS}
+        out = report.write_outputs(self.work_dir, self.preset_name, classifier,
+                                   boxes, results, self.timings, facts,
+                                   settings)
         print(f'\n  report: {out}\n\nDAP demo finished in '
               f'{time.time() - start:.0f}s')
         return out

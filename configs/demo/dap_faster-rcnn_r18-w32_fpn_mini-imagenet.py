@@ -39,8 +39,9 @@ model = dict(
 dap_scales = [(1333, 80), (1333, 112), (1333, 144), (1333, 176)]
 train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='LoadImageRandomChoiceResize', scales=dap_scales,
-         keep_ratio=True),
+    dict(
+        type='LoadImageRandomChoiceResize', scales=dap_scales,
+        keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
@@ -60,8 +61,12 @@ train_dataloader = dict(
 max_iters = 250
 train_cfg = dict(max_iters=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=max_iters // 5)
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=False,
+        begin=0,
+        end=max_iters // 5)
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.02))
 auto_scale_lr = dict(base_batch_size=8)

@@ -2,8 +2,8 @@
 # generated mini-VOC (VOC2007 layout, 5 classes: 3 seen in pre-training, 2
 # novel).  Inherits the real DAP-IN1K -> VOC07 config and shrinks the model
 # (./_base_/faster-rcnn_r18-w32_fpn.py, as step 3, so every tensor
-# transfers), the images and the schedule.  Evaluation: VOC 11-point AP at IoU 0.5 (the
-# real metric) and its mean over IoU 0.5:0.95 ("AP").
+# transfers), the images and the schedule.  Evaluation: VOC 11-point AP at
+# IoU 0.5 (the real metric) and its mean over IoU 0.5:0.95 ("AP").
 #
 #   python tools/train.py \
 #       configs/demo/faster-rcnn_r18-w32_fpn_dap_mini-voc.py \
@@ -59,9 +59,7 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        pipeline=test_pipeline))
+        data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(
     iou_thrs=[0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
@@ -72,10 +70,14 @@ test_evaluator = val_evaluator
 max_epochs = 3
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0,
-         end=50),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[max(1, 2 * max_epochs // 3)], gamma=0.1)
+    dict(type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0, end=50),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[max(1, 2 * max_epochs // 3)],
+        gamma=0.1)
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.02))
 auto_scale_lr = dict(base_batch_size=4)

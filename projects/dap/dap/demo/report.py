@@ -143,6 +143,11 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
     plt.close(fig)
 
 
+def _span(counts: List[int]) -> str:
+    low, high = min(counts or [0]), max(counts or [0])
+    return f'{low}' if low == high else f'{low}-{high}'
+
+
 def _objects_per_image(data_paths: Dict[str, str]) -> Dict[str, str]:
     """'1' or 'a-b': objects per image of mini-ImageNet train and mini-VOC
     trainval, counted in their annotations."""
@@ -151,12 +156,9 @@ def _objects_per_image(data_paths: Dict[str, str]) -> Dict[str, str]:
     per_image = Counter(a['image_id'] for a in coco['annotations'])
     with open(data_paths['trainval']) as f:
         names = f.read().split()
-    voc = [len(read_voc_boxes(osp.join(data_paths['year_dir'], 'Annotations',
-                                       f'{n}.xml'))[1]) for n in names]
-    span = lambda c: (f'{min(c)}' if min(c) == max(c) else  # noqa: E731
-                      f'{min(c)}-{max(c)}')
-    return dict(imagenet=span(list(per_image.values()) or [0]),
-                voc=span(voc or [0]))
+    xml = osp.join(data_paths['year_dir'], 'Annotations', '{}.xml')
+    voc = [len(read_voc_boxes(xml.format(n))[1]) for n in names]
+    return dict(imagenet=_span(list(per_image.values())), voc=_span(voc))
 
 
 def run_facts(configs: Dict[str, Config], data: dict,
@@ -186,9 +188,8 @@ def run_facts(configs: Dict[str, Config], data: dict,
 
 
 def render_report(preset: str, classifier: dict, quality: dict,
-                  trivial: Dict[str, float], results: Results,
-                  timings: Dict[str, float], facts: dict,
-                  settings: dict) -> str:
+                  trivial: Dict[str, float], results: Results, timings: dict,
+                  facts: dict, settings: dict) -> str:
     """The markdown report (step 4's table and verdict: the low-data
     study's own, :mod:`..fewshot.report`); ``facts``: :func:`run_facts`."""
     q, f, data = quality, facts, facts['data']
@@ -279,9 +280,8 @@ def write_outputs(work_dir: str, preset: str, classifier: dict, boxes: dict,
     grouped = group_results(runs)
     plot_ap_vs_shots(grouped, osp.join(work_dir, 'ap_vs_shots.png'), 'AP50',
                      'mini-VOC test AP50 (%)', 'full trainval')
-    draw_cam_examples(boxes['box_file'], boxes['config'],
-                      boxes['checkpoint'], boxes['images'],
-                      boxes['true_boxes'],
+    draw_cam_examples(boxes['box_file'], boxes['config'], boxes['checkpoint'],
+                      boxes['images'], boxes['true_boxes'],
                       osp.join(work_dir, 'cam_examples.png'))
     text = render_report(preset, classifier, boxes['quality'],
                          trivial_box_accuracy(boxes['true_boxes']), grouped,
@@ -290,9 +290,12 @@ def write_outputs(work_dir: str, preset: str, classifier: dict, boxes: dict,
     with open(out, 'w') as f:
         f.write(text)
     summary = dict(
-        classifier=classifier, pseudo_boxes=boxes['quality'],
-        ap50=compare(grouped, 'AP50'), ap=compare(grouped, 'AP'),
-        results=runs, timings=timings)
+        classifier=classifier,
+        pseudo_boxes=boxes['quality'],
+        ap50=compare(grouped, 'AP50'),
+        ap=compare(grouped, 'AP'),
+        results=runs,
+        timings=timings)
     with open(osp.join(work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=1, default=str)
     print(results_table(grouped, 'full trainval'))
