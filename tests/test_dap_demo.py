@@ -334,7 +334,7 @@ def test_report_facts_come_from_the_configs_and_data(tmp_path):
     assert (facts['fewshot_min_iters'], facts['fewshot_batch']) == (128, 4)
 
 
-def test_stage_runs_once_per_hash_of_its_inputs(tmp_path):
+def test_stage_runs_once_per_hash_of_its_inputs(tmp_path, capsys):
     from projects.dap.dap.demo.stages import run_stage
     calls = []
 
@@ -345,15 +345,17 @@ def test_stage_runs_once_per_hash_of_its_inputs(tmp_path):
         return dict(n=len(calls))
 
     folder = str(tmp_path / 'stage')
-    first = run_stage(folder, dict(cfg=1), work)
-    assert first[0] == dict(n=1) and not first[2]
-    again = run_stage(folder, dict(cfg=1), work)
-    assert again == (dict(n=1), first[1], True) and len(calls) == 1
+    first = run_stage(folder, '[one]', dict(cfg=1), work)
+    assert first['n'] == 1 and '[one]' in capsys.readouterr().out
+    again = run_stage(folder, '[one]', dict(cfg=1), work)
+    assert again == first and len(calls) == 1
+    assert 'done before, skipped' in capsys.readouterr().out
     (tmp_path / 'stage' / 'stale.txt').write_text('from the old run')
-    changed = run_stage(folder, dict(cfg=2), work)
-    assert changed[0] == dict(n=2) and changed[1] != first[1]
+    changed = run_stage(folder, '[one]', dict(cfg=2), work)
+    assert changed['n'] == 2 and changed['digest'] != first['digest']
+    assert 'skipped' not in capsys.readouterr().out
     # a changed stage starts from an empty folder
     assert sorted(os.listdir(folder)) == ['.stage.json', 'out.txt']
     # an unfinished stage (no marker) runs again
     os.remove(osp.join(folder, '.stage.json'))
-    assert run_stage(folder, dict(cfg=2), work)[0] == dict(n=3)
+    assert run_stage(folder, '[one]', dict(cfg=2), work)['n'] == 3

@@ -58,10 +58,6 @@ STEP4 = dict(
     full_label='full trainval')
 
 
-def header(text: str) -> None:
-    print(f'\n{"=" * 72}\n{text}\n{"=" * 72}', flush=True)
-
-
 class Demo:
     """The whole pipeline with its settings."""
 
@@ -111,16 +107,12 @@ class Demo:
 
     def stage(self, folder: str, title: str, inputs: object,
               work: Callable[[str], dict]) -> dict:
-        """One stage (:func:`stages.run_stage`) under its header; its
-        result, with its hash."""
-        header(title)
+        """:func:`stages.run_stage` in ``folder``, timed."""
         start = time.time()
-        result, digest, skipped = stages.run_stage(
-            osp.join(self.work_dir, folder), inputs, work)
-        if skipped:
-            print('  done before, skipped')
+        result = stages.run_stage(
+            osp.join(self.work_dir, folder), title, inputs, work)
         self.timings[folder.split('_')[0]] = time.time() - start
-        return dict(result, digest=digest)
+        return result
 
     def train(self, folder: str, title: str, cfg: Config, upstream: list,
               checkpoint: str) -> dict:
@@ -218,17 +210,19 @@ class Demo:
                 cfg.dump(files[-1])
             inits.append(runs.InitSpec(init, *files))
         total = (len(self.shots) + 1) * len(self.seeds) * len(inits)
-        header(f'[step 4/4] fine-tuning DAP and CLS inits on mini-VOC: '
-               f'{total} runs (k={list(self.shots)} + full, seeds '
-               f'{list(self.seeds)}), {self.workers} at a time, through '
-               "tools/fewshot_sweep.py's engine")
+        stages.header(
+            f'[step 4/4] fine-tuning DAP and CLS inits on mini-VOC: '
+            f'{total} runs (k={list(self.shots)} + full, seeds '
+            f'{list(self.seeds)}), {self.workers} at a time, through '
+            "tools/fewshot_sweep.py's engine")
+        env = self.env(self.threads)
         spec = sweep.SweepSpec(
             work_dir,
             inits,
             self.shots,
             self.seeds,
             jobs=self.workers,
-            env=self.env(self.threads),
+            env=env,
             **STEP4)
         bar = demo.ProgressBar(total, 'fine-tune runs')
         try:
@@ -283,7 +277,7 @@ class Demo:
             'dap_detector.pth')
         results = self.finetune(classifier, dap)
         self.timings['total_before_report'] = time.time() - start
-        header('[report] writing the summary')
+        stages.header('[report] writing the summary')
         facts = report.run_facts(self.configs, self.preset.data, data['paths'])
         settings = {k: getattr(self, k) for k in SETTINGS}
         out = report.write_outputs(self.work_dir, self.preset_name, classifier,

@@ -6,7 +6,7 @@ decides its result (its config, options, the upstream stages' hashes) and
 the result; a rerun with the same hash skips it, another hash starts it
 again from an empty folder.
 """
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence
 import glob
 import hashlib
 import json
@@ -26,10 +26,16 @@ class ToolError(RuntimeError):
     pass
 
 
-def run_stage(folder: str, inputs: object,
-              work: Callable[[str], dict]) -> Tuple[dict, str, bool]:
-    """``work(folder)`` unless ``folder``'s marker holds the hash of
-    ``inputs``.  Returns (result, hash, skipped)."""
+def header(text: str) -> None:
+    print(f'\n{"=" * 72}\n{text}\n{"=" * 72}', flush=True)
+
+
+def run_stage(folder: str, title: str, inputs: object,
+              work: Callable[[str], dict]) -> dict:
+    """Print ``title``, then run ``work(folder)`` unless ``folder``'s marker
+    holds the hash of ``inputs``; the result, with that hash as
+    ``digest``."""
+    header(title)
     marker = osp.join(folder, MARKER)
     digest = hashlib.sha256(
         json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
@@ -39,14 +45,15 @@ def run_stage(folder: str, inputs: object,
     except (OSError, ValueError):
         done = {}
     if done.get('hash') == digest:
-        return done['result'], digest, True
+        print('  done before, skipped')
+        return dict(done['result'], digest=digest)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     result = work(folder)
     with open(marker + '.tmp', 'w') as f:
         json.dump(dict(hash=digest, result=result), f, indent=1)
     os.replace(marker + '.tmp', marker)
-    return result, digest, False
+    return dict(result, digest=digest)
 
 
 def run_tool(args: Sequence[str],
