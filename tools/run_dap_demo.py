@@ -111,7 +111,7 @@ class Demo:
         start = time.time()
         result = stages.run_stage(
             osp.join(self.work_dir, folder), title, inputs, work)
-        self.timings[folder.split('_')[0]] = time.time() - start
+        self.timings[folder.split('_', 1)[1]] = time.time() - start
         return result
 
     def train(self, folder: str, title: str, cfg: Config, upstream: list,
@@ -236,7 +236,7 @@ class Demo:
         if outcome.failed:
             raise stages.ToolError(f'{len(outcome.failed)} fine-tuning runs '
                                    f'failed; first:\n{outcome.failed[0]}')
-        self.timings['step4'] = time.time() - start
+        self.timings['finetune'] = time.time() - start
         return outcome.results
 
     def run(self) -> str:
