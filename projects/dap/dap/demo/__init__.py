@@ -7,8 +7,8 @@ from .presets import load_preset, set_train_length
 from .progress import ProgressBar, ProgressFileHook, read_progress
 
 __all__ = [
-    'DOWNSTREAM_CLASSES', 'PRETRAIN_CLASSES', 'SHAPE_FAMILY',
-    'make_demo_data', 'make_mini_imagenet', 'make_mini_voc',
-    'read_voc_boxes', 'render_scene', 'load_preset', 'set_train_length',
-    'ProgressBar', 'ProgressFileHook', 'read_progress'
+    'DOWNSTREAM_CLASSES', 'PRETRAIN_CLASSES', 'SHAPE_FAMILY', 'make_demo_data',
+    'make_mini_imagenet', 'make_mini_voc', 'read_voc_boxes', 'render_scene',
+    'load_preset', 'set_train_length', 'ProgressBar', 'ProgressFileHook',
+    'read_progress'
 ]
