@@ -38,7 +38,7 @@ CLASS_SPECIFIC = ('roi_head.bbox_head.fc_cls.weight',
 
 def make_voc(root, num_trainval=4, num_test=4, seed=0):
     """``root/VOCdevkit/VOC2007`` with JPEGs, XML and ImageSets lists."""
-    from projects.dap.dap.synthetic import SHAPES, render_image
+    from projects.dap.dap.demo.synthetic import SHAPES, render_image
     rng = np.random.default_rng(seed)
     year = osp.join(root, 'VOCdevkit', 'VOC2007')
     for sub in ('JPEGImages', 'Annotations', osp.join('ImageSets', 'Main')):
@@ -79,7 +79,7 @@ def make_coco(root):
     needs every category the 80-class head can predict.
     """
     from mmdet.datasets import CocoDataset
-    from projects.dap.dap.synthetic import make_coco_detection_set
+    from projects.dap.dap.demo.synthetic import make_coco_detection_set
     categories = [dict(id=i + 1, name=name)
                   for i, name in enumerate(CocoDataset.METAINFO['classes'])]
     for split, num, seed in (('train', 4, 0), ('val', 4, 1)):

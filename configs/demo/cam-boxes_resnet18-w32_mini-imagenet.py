@@ -33,5 +33,11 @@ test_dataloader = dict(
     dataset=dict(
         data_root='data/dap_demo/mini_imagenet',
         metainfo=dict(classes=classes)))
-custom_hooks = [dict(type='CAMBoxHook', flush_every=400)]
+# progress.json for the demo's progress bar (projects/dap/dap/demo)
+custom_imports = dict(
+    imports=['projects.dap.dap.demo'], allow_failed_imports=False)
+custom_hooks = [
+    dict(type='CAMBoxHook', flush_every=400),
+    dict(type='ProgressFileHook')
+]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20))

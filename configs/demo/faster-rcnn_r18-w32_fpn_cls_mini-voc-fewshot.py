@@ -3,9 +3,8 @@
 # (projects/dap/dap/fewshot, as tools/fewshot_sweep.py does for the real
 # configs), which writes each run's config with the split and the schedule
 # scaled to it: max(min_iters, ceil(E epochs x N images / batch 4))
-# iterations (the demo passes E and min_iters).
+# iterations (./_base_/fewshot_mini-voc.py: min_iters).
 _base_ = [
     './faster-rcnn_r18-w32_fpn_cls_mini-voc.py',
-    '../finetune/_base_/fewshot_voc07.py',
+    './_base_/fewshot_mini-voc.py',
 ]
-fewshot = dict(min_iters=100)

@@ -25,16 +25,15 @@ width = 32  # base channels (torchvision ResNet-18: 64)
 model = dict(
     backbone=dict(
         stem_channels=width, base_channels=width, strides=(1, 2, 2, 1)),
-    head=dict(num_classes=len(classes), in_channels=8 * width,
-              topk=(1, )))
+    head=dict(num_classes=len(classes), in_channels=8 * width, topk=(1, )))
 data_preprocessor = dict(num_classes=len(classes))
 
 img_size = 112
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     # the object covers 30-75% of the short side; keep most of the image
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5,
-                                                                     1.0)),
+    dict(
+        type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -65,16 +64,25 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-max_epochs = 8
+max_epochs = 12
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=max_epochs,
-         eta_min=1e-3),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=0,
+        T_max=max_epochs,
+        eta_min=1e-3),
 ]
 auto_scale_lr = dict(base_batch_size=32)
+randomness = dict(seed=0)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+# progress.json for the demo's progress bar (projects/dap/dap/demo)
+custom_imports = dict(
+    imports=['projects.dap.dap.demo'], allow_failed_imports=False)
+custom_hooks = [dict(type='ProgressFileHook')]

@@ -4,7 +4,7 @@
 """
 import argparse
 
-from projects.dap.dap.synthetic import SHAPES, make_coco_detection_set
+from projects.dap.dap.demo.synthetic import SHAPES, make_coco_detection_set
 
 
 def main() -> None:

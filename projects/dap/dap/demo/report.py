@@ -3,16 +3,19 @@
 Everything here reads files the pipeline's tools wrote (metrics json,
 the pseudo-box file, the generated data); nothing is trained.
 """
+from collections import Counter
 from typing import Dict, List
 import json
 import math
 import os.path as osp
 
 import numpy as np
+from mmengine.config import Config
 
 from ..box_iou import box_iou
 from ..fewshot.report import results_table, verdict
 from ..fewshot.stats import Results
+from .benchmark import read_voc_boxes
 
 
 def load_coco_boxes(path: str) -> Dict[str, np.ndarray]:
@@ -128,24 +131,72 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
     plt.close(fig)
 
 
+def _span(counts: List[int]) -> str:
+    low, high = min(counts or [0]), max(counts or [0])
+    return f'{low}' if low == high else f'{low}-{high}'
+
+
+def _objects_per_image(data_paths: Dict[str, str]) -> Dict[str, str]:
+    """'1' or 'a-b': objects per image of mini-ImageNet train and mini-VOC
+    trainval, counted in their annotations."""
+    with open(data_paths['train_true_boxes']) as f:
+        coco = json.load(f)
+    per_image = Counter(a['image_id'] for a in coco['annotations'])
+    with open(data_paths['trainval']) as f:
+        names = f.read().split()
+    xml = osp.join(data_paths['year_dir'], 'Annotations', '{}.xml')
+    voc = [len(read_voc_boxes(xml.format(n))[1]) for n in names]
+    return dict(imagenet=_span(list(per_image.values())), voc=_span(voc))
+
+
+def run_facts(configs: Dict[str, Config], data: dict,
+              data_paths: Dict[str, str]) -> dict:
+    """What the report states about the runs, read from the configs they
+    trained (``classifier``, ``dap``, ``finetune_dap[_fewshot]``) and the
+    generated data (``data``: the preset's sizes)."""
+    classifier, dap = configs['classifier'], configs['dap']
+    finetune = configs['finetune_dap']
+    fewshot = configs['finetune_dap_fewshot']
+    pretrain = classifier.train_dataloader.dataset.metainfo.classes
+    downstream = finetune.train_dataloader.dataset.metainfo.classes
+    return dict(
+        data=data,
+        objects=_objects_per_image(data_paths),
+        pretrain_classes=len(pretrain),
+        downstream_classes=len(downstream),
+        seen_classes=len(set(pretrain) & set(downstream)),
+        classifier_epochs=classifier.train_cfg.max_epochs,
+        classifier_batch=classifier.train_dataloader.batch_size,
+        dap_iters=dap.train_cfg.max_iters,
+        dap_batch=dap.train_dataloader.batch_size,
+        finetune_epochs=finetune.train_cfg.max_epochs,
+        finetune_batch=finetune.train_dataloader.batch_size,
+        fewshot_min_iters=fewshot.fewshot.min_iters,
+        fewshot_batch=fewshot.auto_scale_lr.base_batch_size)
+
+
 def render_report(preset: str, classifier: dict, quality: dict,
-                  trivial: Dict[str, float], results: Results,
-                  timings: Dict[str, float], settings: dict) -> str:
+                  trivial: Dict[str, float], results: Results, timings: dict,
+                  facts: dict, settings: dict) -> str:
     """The markdown report (step 4's table and verdict: the low-data
-    study's own, :mod:`..fewshot.report`)."""
-    q = quality
+    study's own, :mod:`..fewshot.report`); ``facts``: :func:`run_facts`."""
+    q, f, data = quality, facts, facts['data']
     pct = lambda v: f'{100 * v:.1f}'  # noqa: E731
+    novel = f['downstream_classes'] - f['seen_classes']
     lines = [
         '# DAP demo report',
         '',
         f'Preset `{preset}`. All four DAP steps ran through the project\'s '
         'tools on a benchmark generated from a seed (textured shapes on '
         'cluttered backgrounds): mini-ImageNet '
-        f'({settings["data"]["images_per_class"]} train images per class, '
-        '8 classes, one object per image) for steps 1-3 and mini-VOC '
-        f'({settings["data"]["num_trainval"]} trainval / '
-        f'{settings["data"]["num_test"]} test images, 5 classes -- 3 seen '
-        'in pre-training, 2 novel -- 2-4 objects per image) for step 4.',
+        f'({data["images_per_class"]} train images per class, '
+        f'{f["pretrain_classes"]} classes, {f["objects"]["imagenet"]} '
+        f'object{"" if f["objects"]["imagenet"] == "1" else "s"} per image) '
+        'for steps 1-3 and mini-VOC '
+        f'({data["num_trainval"]} trainval / {data["num_test"]} test images, '
+        f'{f["downstream_classes"]} classes -- {f["seen_classes"]} seen in '
+        f'pre-training, {novel} novel -- {f["objects"]["voc"]} objects per '
+        'image) for step 4.',
         '',
         '## Steps 1-2: classifier and CAM pseudo boxes',
         '',
@@ -189,11 +240,13 @@ def render_report(preset: str, classifier: dict, quality: dict,
         '',
         '## Settings and time',
         '',
-        f'- classifier: {settings["classifier_epochs"]} epochs; DAP '
-        f'pre-training: {settings["dap_iters"]} iterations at batch 8; '
-        f'fine-tuning: {settings["finetune_epochs"]} epochs on full '
-        f'trainval, k-shot: max({settings["fewshot_min_iters"]}, '
-        f'{settings["finetune_epochs"]} epochs) iterations at batch 4.',
+        f'- classifier: {f["classifier_epochs"]} epochs at batch '
+        f'{f["classifier_batch"]}; DAP pre-training: {f["dap_iters"]} '
+        f'iterations at batch {f["dap_batch"]}; fine-tuning: '
+        f'{f["finetune_epochs"]} epochs at batch {f["finetune_batch"]} on '
+        f'full trainval, k-shot: max({f["fewshot_min_iters"]}, '
+        f'{f["finetune_epochs"]} epochs) iterations at batch '
+        f'{f["fewshot_batch"]}.',
         f'- k = {list(settings["shots"])}, seeds {list(settings["seeds"])};'
         f' {settings["workers"]} fine-tuning runs at a time, '
         f'{settings["threads"]} thread(s) each.',
@@ -202,3 +255,37 @@ def render_report(preset: str, classifier: dict, quality: dict,
         '',
     ]
     return '\n'.join(lines)
+
+
+def write_outputs(work_dir: str, preset: str, classifier: dict, boxes: dict,
+                  runs: List[dict], timings: Dict[str, float], facts: dict,
+                  settings: dict) -> str:
+    """``report.md``, ``summary.json``, ``ap_vs_shots.png`` and
+    ``cam_examples.png`` in ``work_dir``; returns the report's path.
+    ``boxes``: step 2's result (box file, config, checkpoint, images,
+    true boxes, quality); ``runs``: step 4's results."""
+    from ..fewshot.report import group_results, plot_ap_vs_shots
+    from ..fewshot.stats import compare
+    grouped = group_results(runs)
+    plot_ap_vs_shots(grouped, osp.join(work_dir, 'ap_vs_shots.png'), 'AP50',
+                     'mini-VOC test AP50 (%)', 'full trainval')
+    draw_cam_examples(boxes['box_file'], boxes['config'], boxes['checkpoint'],
+                      boxes['images'], boxes['true_boxes'],
+                      osp.join(work_dir, 'cam_examples.png'))
+    text = render_report(preset, classifier, boxes['quality'],
+                         trivial_box_accuracy(boxes['true_boxes']), grouped,
+                         timings, facts, settings)
+    out = osp.join(work_dir, 'report.md')
+    with open(out, 'w') as f:
+        f.write(text)
+    summary = dict(
+        classifier=classifier,
+        pseudo_boxes=boxes['quality'],
+        ap50=compare(grouped, 'AP50'),
+        ap=compare(grouped, 'AP'),
+        results=runs,
+        timings=timings)
+    with open(osp.join(work_dir, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=1, default=str)
+    print(results_table(grouped, 'full trainval'))
+    return out

@@ -1,4 +1,5 @@
-"""Small generated datasets for tests and the demo (nothing is downloaded).
+"""Small generated COCO-style shape sets for tests and the quick-start
+config (nothing is downloaded; the demo's own benchmark is :mod:`.benchmark`).
 
 Images are textured backgrounds with coloured shapes; each shape's class is
 its kind (ellipse, rectangle, triangle, ...), so localisation is learnable.
