@@ -374,6 +374,37 @@ def test_tiny_images_pixel_offset_and_sub_pixel_scores():
         assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
 
 
+def test_sub_pixel_first_box_is_the_score_reference():
+    # A 9 x 12 image: one cell of the 576-scale grid is 32 * 9 / 576 = 0.5
+    # pixels, so the first box (the peak cell at t = 0.5) is 0.25 px^2.
+    cam = np.zeros((3, 4))
+    cam[1, 1], cam[2, 1] = 1.0, 0.3
+    res = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
+                                        image_hw=(9, 12), nms_iou=None)
+    np.testing.assert_allclose(res.boxes[0], [0.5, 0.5, 1, 1])
+    # t = 0.2: the column of weights 1.22, 0.52 is 0.5 px wide and
+    # sqrt(12 * 1.22 * 0.52) / 1.74 cells high: its score is that height
+    assert res.scores[0] == 1.0
+    assert res.scores[1] == pytest.approx(math.sqrt(12 * 1.22 * 0.52) / 1.74,
+                                          rel=1e-12)
+
+
+def test_iou_within_tolerance_of_the_threshold_counts_as_equal():
+    # Two single cells in one row, a cell apart, on a 9 x 12 image (cells of
+    # 0.5 px): [0, 0, .5, .5] and [1, 0, 1.5, .5].  With the +1 pixel the
+    # intersection is 0.5 x 1.5 = 0.75 of a union 2 * 2.25 - 0.75 = 3.75:
+    # IoU 0.2, exactly (weights 1 and 0.25 keep every sum exact).  Equal
+    # areas: the later component ranks first.
+    cam = np.zeros((3, 4))
+    cam[0, 0] = cam[0, 2] = 0.75
+    for nms_iou, kept in ((0.2, 1), (0.2 + 1e-9, 1), (0.2 + 2e-9, 2)):
+        res = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ),
+                                            bias=0.25, image_hw=(9, 12),
+                                            nms_iou=nms_iou)
+        assert len(res.boxes) == kept, nms_iou
+        np.testing.assert_array_equal(res.boxes[0], [1, 0, 1.5, 0.5])
+
+
 def test_every_box_clipped_to_nothing_scores_one():
     cam = np.zeros((18, 19))
     cam[5:8, 18] = 1.0  # only in the last column, clipped away

@@ -584,3 +584,208 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     # a split that was not made: a clear error
     with pytest.raises(FileNotFoundError, match='fewshot_sweep.py'):
         compute_schedule(voc, 20, 0)
+
+
+def _hand_report():
+    from projects.dap.dap.transfer import TransferReport
+    return TransferReport(
+        source='pre.pth',
+        transferred=['backbone.0.weight', 'backbone.0.bias', 'neck.w',
+                     'roi_head.fc_reg.weight'],
+        kept=['roi_head.fc_reg.weight'],
+        reinitialised=[('roi_head.fc_cls.weight', (8, 8), (4, 8)),
+                       ('roi_head.fc_cls.bias', None, (4, ))],
+        unused=['extra.a', 'extra.b'],
+        missing=['neck.b'],
+        mismatched=[('neck.c', (2, ), (3, ))],
+        num_model_tensors=8)
+
+
+def test_report_names_every_tensor_that_was_not_copied():
+    from projects.dap.dap.transfer import TransferReport
+    report = _hand_report()
+    assert report.format() == '\n'.join([
+        'Whole-detector transfer from pre.pth: 4 of 8 model tensors '
+        'transferred (backbone 2, neck 1, roi_head 1); 2 re-initialised. '
+        'Every model tensor not listed below was copied from the '
+        'checkpoint.',
+        'Re-initialised (2):',
+        '  roi_head.fc_cls.weight: checkpoint (8, 8) -> model (4, 8)',
+        '  roi_head.fc_cls.bias: checkpoint absent -> model (4,)',
+        'Class-specific but kept (same shape in checkpoint and model) (1): '
+        'roi_head.fc_reg.weight',
+        'Checkpoint tensors not used (2): extra.a, extra.b',
+        'Model tensors missing from the checkpoint (1): neck.b',
+        'Shape mismatches (1), left at their initialisation: neck.c (2,) vs '
+        '(3,)',
+    ])
+    assert report.problems == [
+        'model tensor not in the checkpoint: neck.b',
+        'shape mismatch (not class-specific): neck.c checkpoint (2,) vs '
+        'model (3,)',
+        'checkpoint tensor not in the model: extra.a',
+        'checkpoint tensor not in the model: extra.b',
+    ]
+    empty = TransferReport(source='x.pth')
+    assert empty.format() == '\n'.join([
+        'Whole-detector transfer from x.pth: 0 of 0 model tensors '
+        'transferred (none); 0 re-initialised. Every model tensor not '
+        'listed below was copied from the checkpoint.',
+        'Re-initialised (0):',
+        'Checkpoint tensors not used (0): none',
+        'Model tensors missing from the checkpoint (0): none',
+    ])
+    assert empty.problems == []
+
+
+def test_extract_state_dict_of_checkpoints_and_bare_dicts():
+    from projects.dap.dap.transfer import extract_state_dict
+    a, b = torch.zeros(2), torch.ones(3)
+    sd = extract_state_dict(
+        dict(meta=dict(iter=3), state_dict={'module.x.w': a, 'y.module.b': b}))
+    assert list(sd.items()) == [('x.w', a), ('y.module.b', b)]  # DDP's only
+    assert list(extract_state_dict({'z': b}).items()) == [('z', b)]
+    for bad in ([a], dict(meta={}), dict(state_dict=dict(x=1)), dict(x=1)):
+        with pytest.raises(ValueError, match='not a detector checkpoint: '
+                           'expected a dict with a "state_dict" of tensors'):
+            extract_state_dict(bad)
+
+
+def test_reinit_patterns_one_string_or_several():
+    from projects.dap.dap.transfer import transfer_state_dict
+    model = ToyDetector(num_classes=3)
+    pre = ToyDetector(num_classes=5).state_dict()
+    report = transfer_state_dict(model, pre, reinit=r'\.fc_cls\.',
+                                 strict=False)
+    assert [r[0] for r in report.reinitialised] == [
+        'roi_head.bbox_head.fc_cls.weight', 'roi_head.bbox_head.fc_cls.bias']
+    assert report.mismatched == [
+        ('roi_head.bbox_head.fc_reg.weight', (20, 8), (12, 8)),
+        ('roi_head.bbox_head.fc_reg.bias', (20, ), (12, ))]
+    assert report.transferred == ['backbone.0.weight', 'backbone.0.bias']
+    assert torch.equal(model.backbone[0].weight, pre['backbone.0.weight'])
+    # the default: fc_cls and fc_reg of any head, nothing else
+    model = ToyDetector(num_classes=3)
+    report = transfer_state_dict(model, pre, source='p')
+    assert [r[0] for r in report.reinitialised] == list(
+        model.state_dict())[2:]
+    assert report.reinitialised[0] == ('roi_head.bbox_head.fc_cls.weight',
+                                       (6, 8), (4, 8))
+    assert report.num_model_tensors == 6 and report.source == 'p'
+    # a class-specific tensor the checkpoint lacks is simply re-initialised
+    del pre['roi_head.bbox_head.fc_reg.bias']
+    report = transfer_state_dict(ToyDetector(num_classes=3), pre)
+    assert report.reinitialised[-1] == ('roi_head.bbox_head.fc_reg.bias',
+                                        None, (12, ))
+    assert not report.problems
+
+
+def test_strict_error_lists_the_first_twenty_problems():
+    from projects.dap.dap.transfer import transfer_state_dict
+    pre = ToyDetector().state_dict()
+    pre.update({f'extra.{i:02d}': torch.zeros(1) for i in range(25)})
+    with pytest.raises(ValueError) as err:
+        transfer_state_dict(ToyDetector(), pre, source='big.pth')
+    lines = str(err.value).splitlines()
+    assert lines[0] == ('checkpoint big.pth does not fit this detector (25 '
+                        'problems, first 20):')
+    assert lines[1:21] == [f'  checkpoint tensor not in the model: '
+                           f'extra.{i:02d}' for i in range(20)]
+    assert lines[21] == ('Is it the pre-training of the same architecture? '
+                         'Set transfer_cfg.strict=False to load the '
+                         'matching part anyway.')
+    pre = {k: v for k, v in pre.items() if not k.startswith('extra.0')}
+    with pytest.raises(ValueError) as err:
+        transfer_state_dict(ToyDetector(), pre, source='two.pth')
+    assert str(err.value).splitlines()[0] == (
+        'checkpoint two.pth does not fit this detector (15 problems):')
+
+
+class _Frozen(ToyModel):
+    """A ToyModel with a top-level parameter, for the frozen-params line."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+
+def test_frozen_parameters_are_one_log_line(tmp_path):
+    runner = _toy_runner(tmp_path / 'f')
+    model = _Frozen()
+    for p in (model.scale, *model.backbone.parameters(),
+              *model.roi_head.bbox_head.fc_reg.parameters()):
+        p.requires_grad_(False)
+    runner.model = model
+    runner.build_optim_wrapper(dict(
+        optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+        paramwise_cfg=dict(norm_decay_mult=0.)))
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert '5 frozen parameters (requires_grad=False) are not optimised: ' \
+        'scale (1), backbone.0 (2), roi_head.bbox_head (2)' in log
+    assert 'is skipped since' not in log
+    # nothing frozen: no line
+    runner = _toy_runner(tmp_path / 'g')
+    runner.build_optim_wrapper(dict(
+        optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+        paramwise_cfg=dict(norm_decay_mult=0.)))
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'frozen parameters' not in log
+
+
+def _seen_hook():
+    """A hook that records the checkpoint ``after_load_checkpoint`` gets."""
+    from mmengine.hooks import Hook
+
+    class Seen(Hook):
+        state = None
+
+        def after_load_checkpoint(self, runner, checkpoint):
+            self.state = {k: v.clone() for k, v in
+                          checkpoint['state_dict'].items()}
+
+    return Seen()
+
+
+def test_transfer_checkpoint_logs_warns_writes_json_and_calls_hooks(
+        tmp_path):
+    pre = ToyDetector(num_classes=7).state_dict()
+    del pre['backbone.0.bias']
+    path = str(tmp_path / 'pre.pth')
+    torch.save(dict(state_dict=pre), path)
+    runner = _toy_runner(tmp_path / 'w', load_from=path,
+                         transfer_cfg=dict(strict=False))
+    seen = _seen_hook()
+    runner.register_hook(seen)
+    runner._init_model_weights()
+    runner.load_or_resume()
+    runner.load_or_resume()  # loads once
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert log.count(f'Whole-detector transfer from {path}: 1 of 6') == 1
+    # not training (no train loop built): the re-initialised head is noted
+    assert (f'evaluating with re-initialised class-specific layers: {path} '
+            'was not fine-tuned for this dataset') in log
+    assert 'the checkpoint fits only partly, see above' in log
+    with open(osp.join(runner.log_dir, 'transfer.json')) as f:
+        written = json.load(f)
+    assert written['missing'] == ['backbone.0.bias']
+    assert written['transferred'] == ['backbone.0.weight']
+    assert written['reinitialised'][0] == [
+        'roi_head.bbox_head.fc_cls.weight', [8, 8], [4, 8]]
+    assert written['source'] == path
+    state = runner.model.state_dict()
+    assert seen.state.keys() == state.keys()
+    for k, v in state.items():
+        assert torch.equal(seen.state[k], v)
+    assert torch.equal(state['backbone.0.weight'], pre['backbone.0.weight'])
+
+    # strict by default: the same checkpoint is refused
+    runner = _toy_runner(tmp_path / 's', load_from=path)
+    with pytest.raises(ValueError, match='model tensor not in the '
+                       'checkpoint: backbone.0.bias'):
+        runner.transfer_checkpoint(path)
+    # a fitting checkpoint: no warning
+    torch.save(ToyDetector().state_dict(), path)
+    runner = _toy_runner(tmp_path / 'ok', load_from=path)
+    runner.transfer_checkpoint(path)
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'Whole-detector transfer' in log and 'WARNING' not in log

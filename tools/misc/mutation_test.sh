@@ -2,7 +2,7 @@
 # Mutation testing of one core module with mutmut (configured in setup.cfg):
 #   bash tools/misc/mutation_test.sh MODULE [EVERY]
 # MODULE: box_fitting | cam | box_file | imagenet_pseudo_box | image_list |
-#         checkpoint.  EVERY=N runs about one mutant in N (those whose number
+#         checkpoint | transfer | splits | stats.  EVERY=N runs about one mutant in N (those whose number
 #         ends in a digit divisible by 10/N: N = 2, 5 or 10), a uniform
 #         sample over every function of a large module; default all.
 # Prints the module's killed / survived counts and score; `mutmut show NAME`
@@ -16,10 +16,11 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
     exit 2
 fi
 case $1 in
-    box_fitting | cam) dotted=projects.dap.dap.$1 ;;
+    box_fitting | cam | transfer) dotted=projects.dap.dap.$1 ;;
     box_file) dotted='projects.dap.dap.box_file.*' ;;  # its 5 modules
     imagenet_pseudo_box | image_list) dotted=projects.dap.dap.datasets.$1 ;;
     checkpoint) dotted=projects.dap.dap.utils.checkpoint ;;
+    splits | stats) dotted=projects.dap.dap.fewshot.$1 ;;
     *) echo "unknown module $1 (see $0's header)" >&2; exit 2 ;;
 esac
 case ${2:-1} in
