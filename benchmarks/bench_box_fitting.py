@@ -26,11 +26,14 @@ from scipy import ndimage
 
 REPO = osp.join(osp.dirname(osp.abspath(__file__)), '..')
 sys.path[:0] = [REPO, osp.join(REPO, 'tests')]
+# the tests' reference, importable after the sys.path line above
+# isort: off
 from helpers.original_dap import (  # noqa: E402
     original_boxlist_nms, original_compute_cam_box)
 from test_box_fitting import reference_fit  # noqa: E402
 from projects.dap.dap.box_fitting import (  # noqa: E402
     FALLBACK_THRESHOLD, fit_cam_boxes_batched)
+# isort: on
 
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -122,8 +125,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--num', type=int, default=2000)
     parser.add_argument('--repeat', type=int, default=3)
-    parser.add_argument('--num-original', type=int, default=300,
-                        help='CAMs for the (slow) original code path')
+    parser.add_argument(
+        '--num-original',
+        type=int,
+        default=300,
+        help='CAMs for the (slow) original code path')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
     cams = make_cams(args.num, args.seed)
@@ -149,12 +155,13 @@ def main():
     few = cams[:args.num_original]
     sizes = [(c.shape[1] * 32, c.shape[0] * 32) for c in few]
     orig, orig_cpu, orig_wall = best_time(
-        lambda: [original_boxlist_nms(*original_compute_cam_box(c, wh), 0.8)
-                 for c, wh in zip(few, sizes)], 1)
+        lambda: [
+            original_boxlist_nms(*original_compute_cam_box(c, wh), 0.8)
+            for c, wh in zip(few, sizes)
+        ], 1)
     px, px_cpu, px_wall = best_time(
-        lambda: fit_cam_boxes_batched(few, image_hw=[(h, w)
-                                                     for w, h in sizes]),
-        args.repeat)
+        lambda: fit_cam_boxes_batched(
+            few, image_hw=[(h, w) for w, h in sizes]), args.repeat)
     worst_px = 0.0
     for (boxes, _), res in zip(orig, px):
         assert tuple(boxes.shape) == res.boxes.shape, 'different box counts'

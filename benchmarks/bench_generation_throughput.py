@@ -47,11 +47,9 @@ def make_data(root: str, num: int) -> None:
     for i in range(num):
         w, h = SIZES[i % len(SIZES)]
         label = i % 1000
-        arr = np.zeros((h, w, 3), np.uint8) + rng.integers(0, 80, 3,
-                                                           np.uint8)
+        arr = np.zeros((h, w, 3), np.uint8) + rng.integers(0, 80, 3, np.uint8)
         y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-        arr[y:y + h // 2, x:x + w // 2] = rng.integers(120, 255, 3,
-                                                       np.uint8)
+        arr[y:y + h // 2, x:x + w // 2] = rng.integers(120, 255, 3, np.uint8)
         arr += rng.integers(0, 40, (h, w, 3), np.uint8)
         key = f'n{label:08d}/img_{i:05d}.JPEG'
         os.makedirs(osp.join(root, 'train', osp.dirname(key)), exist_ok=True)
@@ -78,8 +76,9 @@ def build_cfg(data_root: str, ckpt: str, work_dir: str, batch_size: int):
     cfg.log_level = 'WARNING'
     cfg.work_dir = work_dir
     cfg.custom_hooks = [
-        dict(type='CAMBoxHook',
-             out_file=osp.join(work_dir, 'pseudo_boxes.dapbox'))
+        dict(
+            type='CAMBoxHook',
+            out_file=osp.join(work_dir, 'pseudo_boxes.dapbox'))
     ]
     cfg.experiment_name = osp.basename(work_dir)  # one Runner per run
     return cfg
@@ -96,17 +95,20 @@ def main(argv=None) -> None:
     parser.add_argument('--num', type=int, default=8, help='images')
     parser.add_argument('--batch-size', type=int, default=4)
     parser.add_argument('--repeat', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads (default: torch default)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch default)')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
+    from mmpretrain.models import ImageClassifier
 
     import projects.dap.dap  # noqa: F401 (registers modules)
-    from mmpretrain.models import ImageClassifier
     from projects.dap.dap.box_file import PseudoBoxFile
     from projects.dap.dap.datasets.image_decoding import decode_image
 
@@ -128,8 +130,10 @@ def main(argv=None) -> None:
     runner0 = Runner.from_cfg(cfg0)
     model = runner0.model
     extractor = model.cam_extractor
-    keys = [line.split()[0] for line in open(
-        osp.join(data_root, 'meta', 'train.txt'))]
+    keys = [
+        line.split()[0]
+        for line in open(osp.join(data_root, 'meta', 'train.txt'))
+    ]
     prepared = []
     for key in keys:
         with open(osp.join(data_root, 'train', key), 'rb') as f:
@@ -139,8 +143,10 @@ def main(argv=None) -> None:
     for start in range(0, len(prepared), args.batch_size):
         batch = prepared[start:start + args.batch_size]
         for scale in model.scales:
-            inputs = [extractor.preprocess(*extractor._to_chw(img, i), scale)
-                      for i, img in enumerate(batch)]
+            inputs = [
+                extractor.preprocess(*extractor._to_chw(img, i), scale)
+                for i, img in enumerate(batch)
+            ]
             by_shape = {}
             for x in inputs:
                 by_shape.setdefault(tuple(x.shape), []).append(x)

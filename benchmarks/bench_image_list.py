@@ -87,15 +87,18 @@ def write_list(path: str, num_lines: int) -> None:
         for c in range(NUM_CLASSES):
             wnid = f'n{c:08d}'
             n = per + (c < extra)
-            f.write(''.join(f'{wnid}/{wnid}_{i}.JPEG {c}\n'
-                            for i in range(n)))
+            f.write(''.join(f'{wnid}/{wnid}_{i}.JPEG {c}\n' for i in range(n)))
 
 
 def run_child(mode: str, root: str) -> dict:
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
     proc = subprocess.run(
-        [sys.executable, '-c', CHILD, mode, root, str(NUM_CLASSES)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [sys.executable, '-c', CHILD, mode, root,
+         str(NUM_CLASSES)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
     for line in proc.stdout.splitlines():
         if line.startswith('RESULT '):
             return json.loads(line[len('RESULT '):])
@@ -111,9 +114,12 @@ def show(name: str, m: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--lines', type=int, default=14_197_122)
-    parser.add_argument('--mmpretrain-lines', type=int, default=1_000_000,
-                        help='list size for mmpretrain (it needs ~0.9 GB '
-                        'per million lines)')
+    parser.add_argument(
+        '--mmpretrain-lines',
+        type=int,
+        default=1_000_000,
+        help='list size for mmpretrain (it needs ~0.9 GB '
+        'per million lines)')
     parser.add_argument('--tmp', default=None, help='folder for the lists')
     parser.add_argument('--keep', action='store_true')
     args = parser.parse_args()

@@ -106,12 +106,20 @@ def generate(root: str, n: int, seed: int = 0) -> None:
     thresholds = np.full(m, 0.2, np.float32)
     cuts = offsets[1:-1]  # per-image views of the simulated arrays
     write_box_file(
-        box_path, keys, sizes, labels, np.split(boxes, cuts),
-        np.split(scores, cuts), np.split(thresholds, cuts),
+        box_path,
+        keys,
+        sizes,
+        labels,
+        np.split(boxes, cuts),
+        np.split(scores, cuts),
+        np.split(thresholds, cuts),
         dict(num_classes=NUM_CLASSES),
-        failed={int(i): 'simulated failure' for i in failed})
-    print(f'  generated {n} images, {m} boxes in '
-          f'{time.perf_counter() - start:.1f} s -> {root}', flush=True)
+        failed={int(i): 'simulated failure'
+                for i in failed})
+    print(
+        f'  generated {n} images, {m} boxes in '
+        f'{time.perf_counter() - start:.1f} s -> {root}',
+        flush=True)
 
 
 def _status() -> dict:
@@ -136,9 +144,11 @@ def measure(root: str, verify: bool, seed: int) -> dict:
     before = _status()
     start = time.perf_counter()
     ds = ImageNetPseudoBoxDataset(
-        data_root=root, ann_file='meta/train.txt',
+        data_root=root,
+        ann_file='meta/train.txt',
         data_prefix=dict(img='train/'),
-        box_file='pseudo_boxes/boxes.dapbox', verify_image_list=verify)
+        box_file='pseudo_boxes/boxes.dapbox',
+        verify_image_list=verify)
     open_s = time.perf_counter() - start
     opened = _status()
     rng = np.random.default_rng(seed)
@@ -153,12 +163,14 @@ def measure(root: str, verify: bool, seed: int) -> dict:
         start = time.process_time()
         for i in idx:
             boxes += len(ds.get_data_info(i)['instances'])
-        access_us = min(access_us, (time.process_time() - start) /
-                        len(idx) * 1e6)
+        access_us = min(access_us,
+                        (time.process_time() - start) / len(idx) * 1e6)
     after = _status()
     mb = 1024.
     return dict(
-        images=len(ds), open_s=open_s, access_us=access_us,
+        images=len(ds),
+        open_s=open_s,
+        access_us=access_us,
         boxes_per_image=boxes / ACCESSES,
         rss_open_mb=(opened['VmRSS'] - before['VmRSS']) / mb,
         rss_added_mb=(after['VmRSS'] - before['VmRSS']) / mb,
@@ -172,16 +184,21 @@ def stock_style_cost(root: str, n: int) -> dict:
     import projects.dap.dap  # noqa: F401
     from projects.dap.dap.datasets import ImageNetPseudoBoxDataset
     ds = ImageNetPseudoBoxDataset(
-        data_root=root, ann_file='meta/train.txt',
+        data_root=root,
+        ann_file='meta/train.txt',
         data_prefix=dict(img='train/'),
-        box_file='pseudo_boxes/boxes.dapbox', verify_image_list=False)
+        box_file='pseudo_boxes/boxes.dapbox',
+        verify_image_list=False)
     gc.collect()
     before = _status()['VmRSS']
     data_list = [ds.get_data_info(i) for i in range(len(ds))]
     as_dicts = (_status()['VmRSS'] - before) / 1024.
     serialized = sum(len(pickle.dumps(d, protocol=4)) for d in data_list)
-    return dict(dict_mb=as_dicts, pickled_mb=serialized / 2**20,
-                images=len(data_list), n=n)
+    return dict(
+        dict_mb=as_dicts,
+        pickled_mb=serialized / 2**20,
+        images=len(data_list),
+        n=n)
 
 
 def warm_page_cache(root: str) -> None:
@@ -196,8 +213,12 @@ def warm_page_cache(root: str) -> None:
 
 def run_child(args: list) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    out = subprocess.run([sys.executable, __file__] + args, env=env,
-                         stdout=subprocess.PIPE, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__] + args,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -205,15 +226,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--num-images', type=int, default=14197122)
     parser.add_argument('--small', type=int, default=10000)
-    parser.add_argument('--cache-dir', default=osp.join(
-        tempfile.gettempdir(), 'dap_bench_pseudo_box'))
-    parser.add_argument('--child', nargs=3, metavar=('MODE', 'ROOT', 'N'),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--cache-dir',
+        default=osp.join(tempfile.gettempdir(), 'dap_bench_pseudo_box'))
+    parser.add_argument(
+        '--child',
+        nargs=3,
+        metavar=('MODE', 'ROOT', 'N'),
+        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, root, n = args.child
-        result = (stock_style_cost(root, int(n)) if mode == 'stock' else
-                  measure(root, mode == 'verify', seed=int(n) % 997))
+        result = (
+            stock_style_cost(root, int(n)) if mode == 'stock' else measure(
+                root, mode == 'verify', seed=int(n) % 997))
         print(json.dumps(result))
         return
 
@@ -225,10 +251,12 @@ def main() -> None:
     for n in roots:
         warm_page_cache(roots[n])
         res[n] = run_child(['--child', 'open', roots[n], str(n)])
-    ver = {n: run_child(['--child', 'verify', roots[n], str(n)])
-           for n in roots}
-    stock = run_child(['--child', 'stock', roots[args.small],
-                       str(args.small)])
+    ver = {
+        n: run_child(['--child', 'verify', roots[n],
+                      str(n)])
+        for n in roots
+    }
+    stock = run_child(['--child', 'stock', roots[args.small], str(args.small)])
 
     print(f'{"":34s}{args.small:>14,d}{args.num_images:>14,d}  images')
     rows = [('dataset construction (s)', 'open_s', '{:.3f}'),
@@ -238,13 +266,14 @@ def main() -> None:
             ('  of which anonymous (MB)', 'anon_added_mb', '{:.1f}'),
             ('  of which mapped file (MB)', 'file_added_mb', '{:.1f}')]
     for label, key, fmt in rows:
-        print(f'{label:34s}' + ''.join(
-            f'{fmt.format(res[n][key]):>14s}' for n in roots))
+        print(f'{label:34s}' + ''.join(f'{fmt.format(res[n][key]):>14s}'
+                                       for n in roots))
     for label, key, fmt in [
-            ('with list check: construction (s)', 'open_s', '{:.2f}'),
-            ('with list check: peak added (MB)', 'peak_added_mb', '{:.1f}')]:
-        print(f'{label:34s}' + ''.join(
-            f'{fmt.format(ver[n][key]):>14s}' for n in roots))
+        ('with list check: construction (s)', 'open_s', '{:.2f}'),
+        ('with list check: peak added (MB)', 'peak_added_mb', '{:.1f}')
+    ]:
+        print(f'{label:34s}' + ''.join(f'{fmt.format(ver[n][key]):>14s}'
+                                       for n in roots))
     small, big = res[args.small], res[args.num_images]
     print(f'access cost ratio {args.num_images:,} / {args.small:,}: '
           f'{big["access_us"] / small["access_us"]:.2f}x')

@@ -54,8 +54,8 @@ def photo_like(rng: np.random.Generator, width: int,
         if rng.random() < 0.5:
             axes = (int(rng.integers(10, width // 3)),
                     int(rng.integers(10, height // 3)))
-            cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0,
-                        360, colour, -1)
+            cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360,
+                        colour, -1)
         else:
             size = int(rng.integers(10, min(width, height) // 2))
             cv2.rectangle(img, centre, (centre[0] + size, centre[1] + size),
@@ -78,13 +78,15 @@ def make_images(root: str, num: int, size: tuple, seed: int = 0) -> list:
         x1, y1 = rng.uniform(0, w / 2), rng.uniform(0, h / 2)
         box = [x1, y1, x1 + rng.uniform(8, w / 2), y1 + rng.uniform(8, h / 2)]
         infos.append(
-            dict(img_path=path, width=w, height=h,
-                 instances=[dict(bbox=box, bbox_label=0, ignore_flag=0)]))
+            dict(
+                img_path=path,
+                width=w,
+                height=h,
+                instances=[dict(bbox=box, bbox_label=0, ignore_flag=0)]))
     return infos
 
 
-def run(pipeline: Compose, infos: list, seed: int,
-        keep: bool = True) -> list:
+def run(pipeline: Compose, infos: list, seed: int, keep: bool = True) -> list:
     """Each image through ``pipeline``.  Timed passes do not keep the
     outputs: holding hundreds of fresh 1-2 MB images makes every pass
     page-fault new memory (~0.5 ms per 640-px image, for both pipelines),
@@ -121,11 +123,15 @@ def bare_decoders(infos: list, repeats: int) -> dict:
         return lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), flag)
 
     def turbo(factor):
+
         def decode(b):
             h, w = simplejpeg.decode_jpeg_header(b)[:2]
             return simplejpeg.decode_jpeg(
-                b, 'BGR', min_height=-(-h // factor),
+                b,
+                'BGR',
+                min_height=-(-h // factor),
                 min_width=-(-w // factor))
+
         return decode
 
     decoders = {
@@ -134,9 +140,11 @@ def bare_decoders(infos: list, repeats: int) -> dict:
         'cv2 1/8': cv2_flag(cv2.IMREAD_REDUCED_COLOR_8),
     }
     if simplejpeg is not None:
-        decoders.update({'turbojpeg full': turbo(1),
-                         'turbojpeg 1/2': turbo(2),
-                         'turbojpeg 1/8': turbo(8)})
+        decoders.update({
+            'turbojpeg full': turbo(1),
+            'turbojpeg 1/2': turbo(2),
+            'turbojpeg 1/8': turbo(8)
+        })
     best = {k: 1e9 for k in decoders}
     for _ in range(repeats):
         for name, fn in decoders.items():
@@ -168,14 +176,16 @@ def resize_floor(infos: list, repeats: int) -> float:
     return 1e3 * total / len(infos)
 
 
-def ours_pipeline(scales: list, flip: bool = True,
-                  **kwargs) -> Compose:
+def ours_pipeline(scales: list, flip: bool = True, **kwargs) -> Compose:
     """LoadAnnotations + LoadImageRandomChoiceResize (``kwargs``: e.g.
     ``decode_backend``) [+ RandomFlip]: the pipeline under test."""
     return Compose([
         dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='LoadImageRandomChoiceResize', scales=scales,
-             keep_ratio=True, **kwargs)
+        dict(
+            type='LoadImageRandomChoiceResize',
+            scales=scales,
+            keep_ratio=True,
+            **kwargs)
     ] + ([dict(type='RandomFlip', prob=0.5)] if flip else []))
 
 
@@ -189,8 +199,7 @@ def per_scale(infos: list, repeats: int) -> None:
                 dict(type='Resize', scale=scale, keep_ratio=True)
             ]),
             ours=ours_pipeline([scale], flip=False),
-            ours_cv2=ours_pipeline([scale], flip=False,
-                                   decode_backend='cv2'))
+            ours_cv2=ours_pipeline([scale], flip=False, decode_backend='cv2'))
         ips = timed(pipes, infos, repeats)
         print(f'  scale {scale}: stock {1e3 / ips["stock"]:.3f} ms/img, '
               f'ours {1e3 / ips["ours"]:.3f} ms/img (ratio '
@@ -203,10 +212,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--num-images', type=int, default=200)
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--size', default='500x375',
-                        help='image size WxH (ImageNet typical: 500x375)')
-    parser.add_argument('--cache-dir', default=osp.join(
-        tempfile.gettempdir(), 'dap_bench_reduced_decode'))
+    parser.add_argument(
+        '--size',
+        default='500x375',
+        help='image size WxH (ImageNet typical: 500x375)')
+    parser.add_argument(
+        '--cache-dir',
+        default=osp.join(tempfile.gettempdir(), 'dap_bench_reduced_decode'))
     args = parser.parse_args()
     cv2.setNumThreads(1)  # as in dataloader workers (mmengine, torch)
     torch.set_num_threads(1)
@@ -217,9 +229,10 @@ def main() -> None:
 
     load = [dict(type='LoadAnnotations', with_bbox=True)]
     flip = [dict(type='RandomFlip', prob=0.5)]
-    stock = Compose([dict(type='LoadImageFromFile')] + load + [
-        dict(type='RandomChoiceResize', scales=SCALES, keep_ratio=True)
-    ] + flip)
+    stock = Compose(
+        [dict(type='LoadImageFromFile')] + load +
+        [dict(type='RandomChoiceResize', scales=SCALES, keep_ratio=True)] +
+        flip)
     ours = ours_pipeline(SCALES)
     ours_cv2 = ours_pipeline(SCALES, decode_backend='cv2')
     ours_pil = ours_pipeline(SCALES, decode_backend='pillow')
@@ -233,17 +246,22 @@ def main() -> None:
         assert x['ori_shape'] == y['ori_shape']
         assert np.allclose(x['scale_factor'], y['scale_factor'], atol=0)
         assert x['flip'] == y['flip']
-        max_box_diff = max(max_box_diff, float(
-            (x['gt_bboxes'].tensor - y['gt_bboxes'].tensor).abs().max()))
-        max_pix_diff = max(max_pix_diff, float(
-            np.abs(x['img'].astype(np.float32) - y['img']).mean()))
+        max_box_diff = max(
+            max_box_diff,
+            float((x['gt_bboxes'].tensor - y['gt_bboxes'].tensor).abs().max()))
+        max_pix_diff = max(
+            max_pix_diff,
+            float(np.abs(x['img'].astype(np.float32) - y['img']).mean()))
         reduced += y['decode_factor'] > 1
 
     for _ in range(2):  # warm-up: page cache, lazy imports
         run(stock, infos[:20], 0)
         run(ours, infos[:20], 0)
     pipelines = dict(
-        stock=stock, ours=ours, ours_cv2=ours_cv2, ours_pillow=ours_pil,
+        stock=stock,
+        ours=ours,
+        ours_cv2=ours_cv2,
+        ours_pillow=ours_pil,
         stock_pack=Compose(stock.transforms + pack.transforms),
         ours_pack=Compose(ours.transforms + pack.transforms))
     ips = timed(pipelines, infos, args.repeats)
@@ -270,8 +288,8 @@ def main() -> None:
           f'{ips["ours_pack"]:.1f}, ratio '
           f'{ips["ours_pack"] / ips["stock_pack"]:.2f}x')
     bare = bare_decoders(infos, args.repeats)
-    print('bare decoders, ms/image: ' + ', '.join(
-        f'{k} {v:.3f}' for k, v in bare.items()))
+    print('bare decoders, ms/image: ' + ', '.join(f'{k} {v:.3f}'
+                                                  for k, v in bare.items()))
     floor = min(v for k, v in bare.items() if k.endswith('1/8'))
     resize = resize_floor(infos, args.repeats)
     print(f'bound: 1/8-size decode {floor:.3f} ms (~ the entropy decoding) '

@@ -31,8 +31,13 @@ def run_tool(args, cwd=None, timeout=600, env=None, check=True):
     full_env.setdefault('OMP_NUM_THREADS', '1')
     full_env.update(env or {})
     proc = subprocess.run(
-        args, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        args,
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f'{" ".join(args)} exited {proc.returncode}:\n'
                     f'{proc.stdout[-6000:]}')
@@ -43,7 +48,8 @@ def run_tool(args, cwd=None, timeout=600, env=None, check=True):
 def shapes_workspace(tmp_path_factory):
     """A folder with ``data/shapes_coco``, as the quick-start config wants."""
     root = tmp_path_factory.mktemp('shapes')
-    run_tool([osp.join(REPO, 'tools', 'misc', 'make_shapes_coco.py'),
-              root / 'data' / 'shapes_coco', '--num-train', '8',
-              '--num-val', '4'])
+    run_tool([
+        osp.join(REPO, 'tools', 'misc', 'make_shapes_coco.py'),
+        root / 'data' / 'shapes_coco', '--num-train', '8', '--num-val', '4'
+    ])
     return root

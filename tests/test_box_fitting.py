@@ -379,14 +379,14 @@ def test_sub_pixel_first_box_is_the_score_reference():
     # pixels, so the first box (the peak cell at t = 0.5) is 0.25 px^2.
     cam = np.zeros((3, 4))
     cam[1, 1], cam[2, 1] = 1.0, 0.3
-    res = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, 0.2),
-                                        image_hw=(9, 12), nms_iou=None)
+    res = fit_cam_boxes_with_thresholds(
+        cam, thresholds=(0.5, 0.2), image_hw=(9, 12), nms_iou=None)
     np.testing.assert_allclose(res.boxes[0], [0.5, 0.5, 1, 1])
     # t = 0.2: the column of weights 1.22, 0.52 is 0.5 px wide and
     # sqrt(12 * 1.22 * 0.52) / 1.74 cells high: its score is that height
     assert res.scores[0] == 1.0
-    assert res.scores[1] == pytest.approx(math.sqrt(12 * 1.22 * 0.52) / 1.74,
-                                          rel=1e-12)
+    assert res.scores[1] == pytest.approx(
+        math.sqrt(12 * 1.22 * 0.52) / 1.74, rel=1e-12)
 
 
 def test_iou_within_tolerance_of_the_threshold_counts_as_equal():
@@ -398,9 +398,12 @@ def test_iou_within_tolerance_of_the_threshold_counts_as_equal():
     cam = np.zeros((3, 4))
     cam[0, 0] = cam[0, 2] = 0.75
     for nms_iou, kept in ((0.2, 1), (0.2 + 1e-9, 1), (0.2 + 2e-9, 2)):
-        res = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ),
-                                            bias=0.25, image_hw=(9, 12),
-                                            nms_iou=nms_iou)
+        res = fit_cam_boxes_with_thresholds(
+            cam,
+            thresholds=(0.5, ),
+            bias=0.25,
+            image_hw=(9, 12),
+            nms_iou=nms_iou)
         assert len(res.boxes) == kept, nms_iou
         np.testing.assert_array_equal(res.boxes[0], [1, 0, 1.5, 0.5])
 

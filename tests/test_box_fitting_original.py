@@ -7,12 +7,10 @@ blobs of equal size.
 import numpy as np
 import pytest
 import torch
+from helpers.original_dap import original_boxlist_nms, original_compute_cam_box
 from scipy import ndimage
 
-from helpers.original_dap import (original_boxlist_nms,
-                                  original_compute_cam_box)
-from projects.dap.dap.box_fitting import (fit_cam_boxes,
-                                          fit_cam_boxes_batched)
+from projects.dap.dap.box_fitting import fit_cam_boxes, fit_cam_boxes_batched
 
 
 # --------------------------------------------------------------------------
@@ -54,8 +52,8 @@ def equal_blobs(rng):
         y, x = cells[i]
         field[y:y + side + 2, x:x + side + 2] = blob
     if rng.random() < 0.5:  # a bigger one too: ties below the largest
-        field[-side - 4:, -side - 4:] = np.outer(np.hanning(side + 4),
-                                                 np.hanning(side + 4))
+        field[-side - 4:, -side -
+              4:] = np.outer(np.hanning(side + 4), np.hanning(side + 4))
     return size, normalise(field)
 
 
@@ -73,8 +71,10 @@ def test_matches_original_code_path(kind):
         assert res.boxes.shape == tuple(want.shape), (w, h)
         np.testing.assert_allclose(res.boxes, want.numpy(), rtol=0, atol=1e-2)
         np.testing.assert_allclose(res.scores, want_scores.numpy(), rtol=1e-4)
-        areas = [np.prod([s.stop - s.start for s in o])
-                 for o in ndimage.find_objects(ndimage.label(cam > 0.5)[0])]
+        areas = [
+            np.prod([s.stop - s.start for s in o])
+            for o in ndimage.find_objects(ndimage.label(cam > 0.5)[0])
+        ]
         many_ties += len(areas) - len(set(areas)) >= 2
     if kind == 'equal_blobs':  # the maps exercise what they should
         assert many_ties >= 100
@@ -99,11 +99,21 @@ def test_nms_plus_one_and_greater_equal_are_the_originals():
     # the same pair through our NMS: a map whose raw boxes they are is
     # hard to build, so check the rule on the arithmetic it uses
     from projects.dap.dap.box_fitting import _batched_nms
-    keep = _batched_nms(np.zeros(2, dtype=np.int64), bbox.double().numpy(),
-                        np.array([1.0, 0.8]), np.array([0]), np.array([2]),
-                        0.8, offset=1.0)
+    keep = _batched_nms(
+        np.zeros(2, dtype=np.int64),
+        bbox.double().numpy(),
+        np.array([1.0, 0.8]),
+        np.array([0]),
+        np.array([2]),
+        0.8,
+        offset=1.0)
     assert keep.tolist() == [0]
-    keep = _batched_nms(np.zeros(2, dtype=np.int64), bbox.double().numpy(),
-                        np.array([1.0, 0.8]), np.array([0]), np.array([2]),
-                        0.8, offset=0.0)  # 63 / 81 < 0.8 without the +1
+    keep = _batched_nms(
+        np.zeros(2, dtype=np.int64),
+        bbox.double().numpy(),
+        np.array([1.0, 0.8]),
+        np.array([0]),
+        np.array([2]),
+        0.8,
+        offset=0.0)  # 63 / 81 < 0.8 without the +1
     assert keep.tolist() == [0, 1]

@@ -4,9 +4,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from conftest import REPO, run_tool
 from PIL import Image
 
-from conftest import REPO, run_tool
 from projects.dap.dap.box_file import PseudoBoxFile, write_box_file
 
 EXPORT = osp.join(REPO, 'tools', 'dataset_converters',
@@ -29,9 +29,15 @@ def box_file(tmp_path):
     scores = [[1.0], [1.0, 0.3], [], [1.0, 0.05, 0.5]]
     thresholds = [[0.2], [0.2, np.nan], [], [0.2, 0.3, 0.5]]
     write_box_file(
-        path, ['a/0.JPEG', 'b/1.JPEG', 'c/2.JPEG', 'a/3.JPEG'],
-        [(40, 70), (100, 50), (0, 0), (10, 10)], [0, 1, -1, 2], boxes,
-        scores, thresholds, dict(classes=['cat', 'dog', 'fish']),
+        path, ['a/0.JPEG', 'b/1.JPEG', 'c/2.JPEG', 'a/3.JPEG'], [(40, 70),
+                                                                 (100, 50),
+                                                                 (0, 0),
+                                                                 (10, 10)],
+        [0, 1, -1, 2],
+        boxes,
+        scores,
+        thresholds,
+        dict(classes=['cat', 'dog', 'fish']),
         failed={2: 'truncated JPEG'})
     return path, boxes
 
@@ -43,19 +49,21 @@ def test_export_to_coco_round_trips_boxes(tmp_path, box_file):
     run_tool([EXPORT, path, out])
     coco = COCO(str(out))
     assert sorted(coco.getImgIds()) == [1, 2, 3, 4]
-    assert coco.imgs[2] == dict(id=2, file_name='b/1.JPEG', width=100,
-                                height=50)
+    assert coco.imgs[2] == dict(
+        id=2, file_name='b/1.JPEG', width=100, height=50)
     assert coco.imgs[3]['dap_failed'] == 'truncated JPEG'
-    assert coco.cats == {0: dict(id=0, name='cat'),
-                         1: dict(id=1, name='dog'),
-                         2: dict(id=2, name='fish')}
+    assert coco.cats == {
+        0: dict(id=0, name='cat'),
+        1: dict(id=1, name='dog'),
+        2: dict(id=2, name='fish')
+    }
     assert len(coco.anns) == 6
     for image_id, expected, label in ((1, boxes[0], 0), (2, boxes[1], 1),
-                                      (3, boxes[2], None),
-                                      (4, boxes[3], 2)):
+                                      (3, boxes[2], None), (4, boxes[3], 2)):
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
-        got = np.array([[x, y, x + w, y + h] for x, y, w, h in
-                        (a['bbox'] for a in anns)]).reshape(-1, 4)
+        got = np.array([[x, y, x + w, y + h]
+                        for x, y, w, h in (a['bbox']
+                                           for a in anns)]).reshape(-1, 4)
         np.testing.assert_array_equal(got.astype(np.float32), expected)
         for a in anns:
             assert a['category_id'] == label and a['iscrowd'] == 0
@@ -96,29 +104,36 @@ def original(tmp_path):
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         Image.new('RGB', size, (90, 20, 200)).save(root / key, 'JPEG')
     labels = [0, 0, 1, 2]
-    (tmp_path / 'train.txt').write_text(''.join(
-        f'{k} {lab}\n' for k, lab in zip(keys, labels)))
+    (tmp_path /
+     'train.txt').write_text(''.join(f'{k} {lab}\n'
+                                     for k, lab in zip(keys, labels)))
     # the original: per image xyxy boxes, first box scores 1, None = failed
     boxes = [
         np.array([[0, 0, 40, 30], [10, 10, 30, 20]], np.float32),
         np.array([[1, 2, 11, 12]], np.float32),
         None,
-        np.array([[2, 3, 12, 23], [0, 0, 19, 29], [5, 5, 5, 9]],
-                 np.float32),
+        np.array([[2, 3, 12, 23], [0, 0, 19, 29], [5, 5, 5, 9]], np.float32),
     ]
     obj = np.empty(4, dtype=object)
     obj[:] = boxes
     np.savez_compressed(tmp_path / 'orig.npz', boxes=obj)
-    return dict(root=root, keys=keys, labels=labels, sizes=sizes,
-                boxes=boxes, npz=tmp_path / 'orig.npz',
-                image_list=tmp_path / 'train.txt')
+    return dict(
+        root=root,
+        keys=keys,
+        labels=labels,
+        sizes=sizes,
+        boxes=boxes,
+        npz=tmp_path / 'orig.npz',
+        image_list=tmp_path / 'train.txt')
 
 
 def test_import_refuses_pickle_without_flag(tmp_path, original):
     out = tmp_path / 'imported.dapbox'
-    proc = run_tool([IMPORT, original['npz'], '--image-list',
-                     original['image_list'], '--out', out, '--data-root',
-                     original['root']], check=False)
+    proc = run_tool([
+        IMPORT, original['npz'], '--image-list', original['image_list'],
+        '--out', out, '--data-root', original['root']
+    ],
+                    check=False)
     assert proc.returncode == 1
     assert "member 'boxes' holds pickled Python objects" in proc.stdout
     assert 'execute arbitrary code' in proc.stdout
@@ -128,10 +143,11 @@ def test_import_refuses_pickle_without_flag(tmp_path, original):
 
 def test_import_with_trust_pickle(tmp_path, original):
     out = tmp_path / 'imported.dapbox'
-    proc = run_tool([IMPORT, original['npz'], '--image-list',
-                     original['image_list'], '--out', out, '--data-root',
-                     original['root'], '--trust-pickle', '--num-classes',
-                     '5'])
+    proc = run_tool([
+        IMPORT, original['npz'], '--image-list', original['image_list'],
+        '--out', out, '--data-root', original['root'], '--trust-pickle',
+        '--num-classes', '5'
+    ])
     assert 'WARNING' in proc.stdout and 'Pickle can execute' in proc.stdout
     bf = PseudoBoxFile.open(out)
     assert bf.num_images == 4 and bf.num_boxes == 6 and bf.num_classes == 5
@@ -155,16 +171,20 @@ def test_import_with_trust_pickle(tmp_path, original):
 
 def test_import_per_key_numeric_layout_needs_no_pickle(tmp_path, original):
     keys, boxes = original['keys'], original['boxes']
-    arrays = {keys[0]: np.concatenate([boxes[0], [[1.0], [0.7]]], 1),
-              keys[1]: np.concatenate([boxes[1], [[1.0]], [[0.3]]], 1),
-              keys[3]: boxes[3]}
+    arrays = {
+        keys[0]: np.concatenate([boxes[0], [[1.0], [0.7]]], 1),
+        keys[1]: np.concatenate([boxes[1], [[1.0]], [[0.3]]], 1),
+        keys[3]: boxes[3]
+    }
     np.savez(tmp_path / 'per_key.npz', **arrays)
     sizes = tmp_path / 'sizes.txt'
-    sizes.write_text(''.join(f'{k} {w} {h}\n' for k, (w, h) in
-                             zip(keys, original['sizes'])))
+    sizes.write_text(''.join(f'{k} {w} {h}\n'
+                             for k, (w, h) in zip(keys, original['sizes'])))
     out = tmp_path / 'per_key.dapbox'
-    run_tool([IMPORT, tmp_path / 'per_key.npz', '--image-list',
-              original['image_list'], '--out', out, '--sizes', sizes])
+    run_tool([
+        IMPORT, tmp_path / 'per_key.npz', '--image-list',
+        original['image_list'], '--out', out, '--sizes', sizes
+    ])
     bf = PseudoBoxFile.open(out)
     assert bf.num_classes == 3  # largest label + 1
     _, s, t = bf.boxes_of(0)
@@ -177,30 +197,34 @@ def test_import_per_key_numeric_layout_needs_no_pickle(tmp_path, original):
 def test_import_detects_a_mismatched_image_list(tmp_path, original):
     # the same images, listed in another order: boxes leave their images
     lines = original['image_list'].read_text().splitlines()
-    (tmp_path / 'shuffled.txt').write_text(
-        '\n'.join([lines[3], lines[1], lines[2], lines[0]]) + '\n')
+    (tmp_path / 'shuffled.txt'
+     ).write_text('\n'.join([lines[3], lines[1], lines[2], lines[0]]) + '\n')
     out = tmp_path / 'x.dapbox'
-    proc = run_tool([IMPORT, original['npz'], '--image-list',
-                     tmp_path / 'shuffled.txt', '--out', out, '--data-root',
-                     original['root'], '--trust-pickle'], check=False)
+    proc = run_tool([
+        IMPORT, original['npz'], '--image-list', tmp_path / 'shuffled.txt',
+        '--out', out, '--data-root', original['root'], '--trust-pickle'
+    ],
+                    check=False)
     assert proc.returncode == 1
     assert 'lie outside their image' in proc.stdout
     assert 'image list' in proc.stdout and not out.exists()
-    proc = run_tool([IMPORT, original['npz'], '--image-list',
-                     original['image_list'], '--out', out,
-                     '--trust-pickle'], check=False)
+    proc = run_tool([
+        IMPORT, original['npz'], '--image-list', original['image_list'],
+        '--out', out, '--trust-pickle'
+    ],
+                    check=False)
     assert proc.returncode == 1 and 'image sizes are needed' in proc.stdout
 
 
 # --------------------------------------------------------------------------
 # torchvision ResNet -> mmpretrain
 
-
 CONVERT = osp.join(REPO, 'tools', 'model_converters',
                    'torchvision_resnet_to_mmpretrain.py')
 
 
-def torchvision_resnet50_state_dict(num_classes=1000, seed=0,
+def torchvision_resnet50_state_dict(num_classes=1000,
+                                    seed=0,
                                     num_batches_tracked=True):
     """torchvision's ResNet-50 key names and shapes, written out by hand."""
     import torch
@@ -255,8 +279,10 @@ def test_convert_maps_keys_and_checks_input():
     assert int(out['backbone.layer1.0.bn1.num_batches_tracked']) == 0
     with pytest.raises(ValueError, match='10 classes, --num-classes says 9'):
         tool.convert(sd, num_classes=9)
-    with pytest.raises(ValueError, match=r"not part of a torchvision ResNet.*"
-                       r"layer1.0.se.weight"):
+    with pytest.raises(
+            ValueError,
+            match=r'not part of a torchvision ResNet.*'
+            r'layer1.0.se.weight'):
         tool.convert(dict(sd, **{'layer1.0.se.weight': sd['fc.bias']}))
     del sd['layer3.5.conv1.weight'], sd['layer3.5.bn1.weight']
     for k in [k for k in sd if k.startswith('layer3.5.')]:
@@ -270,19 +296,22 @@ def test_converted_resnet50_loads_strictly_into_mmpretrain(tmp_path):
     ImageClassifier = pytest.importorskip('mmpretrain.models').ImageClassifier
     sd = torchvision_resnet50_state_dict(1000)
     torch.save(sd, tmp_path / 'tv.pth')
-    proc = run_tool([CONVERT, tmp_path / 'tv.pth', tmp_path / 'mm.pth',
-                     '--num-classes', '1000'])
+    proc = run_tool([
+        CONVERT, tmp_path / 'tv.pth', tmp_path / 'mm.pth', '--num-classes',
+        '1000'
+    ])
     assert 'ResNet-50 with 1000 classes' in proc.stdout
     ckpt = torch.load(tmp_path / 'mm.pth', weights_only=True)
     assert ckpt['meta']['depth'] == 50
     from mmengine.registry import DefaultScope
+
     # mmpretrain's registries, whatever scope an earlier test left set
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = ImageClassifier(
             backbone=dict(type='ResNet', depth=50),
             neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=1000,
-                      in_channels=2048))
+            head=dict(
+                type='LinearClsHead', num_classes=1000, in_channels=2048))
     result = model.load_state_dict(ckpt['state_dict'], strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     state = model.state_dict()

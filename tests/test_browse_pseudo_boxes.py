@@ -7,9 +7,9 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, run_tool
 from PIL import Image
 
-from conftest import REPO, run_tool
 from projects.dap.dap.box_file import PseudoBoxFile, write_box_file
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_boxes.py')
@@ -24,8 +24,7 @@ IMAGES = [
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('browse_pseudo_boxes',
-                                                  TOOL)
+    spec = importlib.util.spec_from_file_location('browse_pseudo_boxes', TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,11 +46,13 @@ def workspace(tmp_path_factory):
     write_box_file(
         box_path, [k for k, *_ in IMAGES], [s for _, s, _, _ in IMAGES],
         [lb for _, _, lb, _ in IMAGES],
-        [np.zeros((0, 4)) if b is None else b for *_, b in IMAGES],
-        [np.zeros(0) if b is None else np.linspace(1, 0.5, len(b))
-         for *_, b in IMAGES],
-        [np.zeros(0) if b is None else np.full(len(b), 0.2)
-         for *_, b in IMAGES],
+        [np.zeros((0, 4)) if b is None else b for *_, b in IMAGES], [
+            np.zeros(0) if b is None else np.linspace(1, 0.5, len(b))
+            for *_, b in IMAGES
+        ], [
+            np.zeros(0) if b is None else np.full(len(b), 0.2)
+            for *_, b in IMAGES
+        ],
         meta={'classes': ['cat', 'dog', 'eel']},
         failed={2: 'cannot decode image'})
     return root, box_path
@@ -105,9 +106,10 @@ model = dict(
     scales=(64, 128), fusion_scale=128)
 """)
     out = tmp_path / 'with_cam'
-    proc = run_tool([TOOL, box_path, '--data-root', root / 'train',
-                     '--out-dir', out, '--num', '5', '--config', cfg,
-                     '--checkpoint', ckpt])
+    proc = run_tool([
+        TOOL, box_path, '--data-root', root / 'train', '--out-dir', out,
+        '--num', '5', '--config', cfg, '--checkpoint', ckpt
+    ])
     assert 'wrote 2 images' in proc.stdout
     pngs = sorted(p.name for p in out.glob('0*.png'))
     assert pngs == ['00000000_c0_a.JPEG.png', '00000001_c1_b.JPEG.png']
@@ -120,8 +122,11 @@ model = dict(
     # without --config: the same picture minus the heat map
     tool = _load_tool()
     plain = tmp_path / 'plain'
-    assert tool.main([str(box_path), '--data-root', str(root / 'train'),
-                      '--out-dir', str(plain), '--num', '1']) == 0
+    assert tool.main([
+        str(box_path), '--data-root',
+        str(root / 'train'), '--out-dir',
+        str(plain), '--num', '1'
+    ]) == 0
     with Image.open(out / pngs[0]) as a, Image.open(plain / pngs[0]) as b:
         a, b = np.asarray(a.convert('RGB')), np.asarray(b.convert('RGB'))
     assert a.shape == b.shape

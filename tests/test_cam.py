@@ -420,9 +420,9 @@ def test_extractor_settings_are_checked_with_clear_errors():
     no_features.head.fc = torch.nn.Linear(3, 2)
     with pytest.raises(
             ValueError,
-            match=r"^the classifier needs "
+            match=r'^the classifier needs '
             r"extract_feat\(x, stage='backbone'\) "
-            r"\(mmpretrain ImageClassifier\)$"):
+            r'\(mmpretrain ImageClassifier\)$'):
         CAMExtractor(no_features)
 
 
@@ -434,7 +434,7 @@ def test_bad_input_raises_clear_errors():
     for label in (2, -1):
         with pytest.raises(
                 ValueError,
-                match=rf"^image 0: label {label} is "
+                match=rf'^image 0: label {label} is '
                 r"outside the classifier's classes \[0, 2\)$"):
             extractor([good], [label])
     with pytest.raises(

@@ -21,9 +21,8 @@ import time
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, free_port, run_tool
+from PIL import Image
 
 TOOL = osp.join(REPO, 'tools', 'generate_pseudo_boxes.py')
 DIST = osp.join(REPO, 'tools', 'dist_generate_pseudo_boxes.sh')
@@ -51,8 +50,7 @@ BAD = {
 def _image(rng, w, h):
     arr = np.zeros((h, w, 3), np.uint8) + rng.integers(0, 60, 3, np.uint8)
     x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
-    arr[y0:y0 + h // 2, x0:x0 + w // 2] = rng.integers(
-        120, 255, 3, np.uint8)
+    arr[y0:y0 + h // 2, x0:x0 + w // 2] = rng.integers(120, 255, 3, np.uint8)
     arr += rng.integers(0, 30, (h, w, 3), np.uint8)
     return Image.fromarray(arr)
 
@@ -95,13 +93,16 @@ def workspace(tmp_path_factory):
         _image(rng, 140, 70), exif=exif)
     for key, blob in files.items():
         (data / 'train' / key).write_bytes(blob)
-    sizes.update({'c1/cmyk.JPEG': (100, 80), 'c1/gray.JPEG': (90, 110),
-                  'c2/png_named.JPEG': (130, 70),
-                  'c1/exif_rotated.JPEG': (70, 140)})
+    sizes.update({
+        'c1/cmyk.JPEG': (100, 80),
+        'c1/gray.JPEG': (90, 110),
+        'c2/png_named.JPEG': (130, 70),
+        'c1/exif_rotated.JPEG': (70, 140)
+    })
     for key in BAD:
         label = 7 if 'out_of_range' in key else int(key[1])
-        lines.insert(len(lines) // 2 if 'c1' in key else len(lines),
-                     f'{key} {label}')
+        lines.insert(
+            len(lines) // 2 if 'c1' in key else len(lines), f'{key} {label}')
     (data / 'meta').mkdir()
     (data / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')
 
@@ -115,12 +116,13 @@ def workspace(tmp_path_factory):
             return ImageClassifier(
                 backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
                 neck=dict(type='GlobalAveragePooling'),
-                head=dict(type='LinearClsHead', num_classes=num_classes,
-                          in_channels=512))
+                head=dict(
+                    type='LinearClsHead',
+                    num_classes=num_classes,
+                    in_channels=512))
 
     ckpt = root / 'resnet18_3cls.pth'
-    torch.save({'state_dict': classifier(3, 0).state_dict(), 'meta': {}},
-               ckpt)
+    torch.save({'state_dict': classifier(3, 0).state_dict(), 'meta': {}}, ckpt)
     wrong = root / 'resnet18_5cls.pth'
     torch.save({'state_dict': classifier(5, 1).state_dict()}, wrong)
 
@@ -143,7 +145,11 @@ default_hooks = dict(logger=dict(interval=1))
         return path
 
     return dict(
-        root=root, data=data, ckpt=ckpt, wrong_ckpt=wrong, sizes=sizes,
+        root=root,
+        data=data,
+        ckpt=ckpt,
+        wrong_ckpt=wrong,
+        sizes=sizes,
         keys=[line.rsplit(' ', 1)[0] for line in lines],
         labels=[int(line.rsplit(' ', 1)[1]) for line in lines],
         cfg=config('cfg.py'),
@@ -166,16 +172,22 @@ custom_hooks = [dict(type='CAMBoxHook', flush_every=1),
 
 
 def _generate(ws, work_dir, cfg=None, extra=(), check=True, env=None):
-    return run_tool([TOOL, cfg or ws['cfg'], '--checkpoint', ws['ckpt'],
-                     '--work-dir', work_dir, *extra], check=check, env=env)
+    return run_tool([
+        TOOL, cfg or ws['cfg'], '--checkpoint', ws['ckpt'], '--work-dir',
+        work_dir, *extra
+    ],
+                    check=check,
+                    env=env)
 
 
 @pytest.fixture(scope='module')
 def base_run(workspace):
     work_dir = workspace['root'] / 'wd_base'
     proc = _generate(workspace, work_dir)
-    return dict(work_dir=work_dir, out=work_dir / 'pseudo_boxes.dapbox',
-                log=proc.stdout)
+    return dict(
+        work_dir=work_dir,
+        out=work_dir / 'pseudo_boxes.dapbox',
+        log=proc.stdout)
 
 
 def _assert_same_box_files(a, b):
@@ -255,9 +267,9 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
     """Batched generation == CAM of one image at a time + fit_cam_boxes."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
 
     import projects.dap.dap  # noqa: F401 (registers the modules)
-    from mmpretrain.registry import MODELS
     from projects.dap.dap.box_file import PseudoBoxFile
     from projects.dap.dap.box_fitting import fit_cam_boxes_with_thresholds
     from projects.dap.dap.datasets.image_decoding import decode_image
@@ -291,15 +303,22 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
 
 
 def _env():
-    return {'PATH': osp.dirname(sys.executable) + os.pathsep +
-            os.environ.get('PATH', ''), 'OMP_NUM_THREADS': '1'}
+    return {
+        'PATH':
+        osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''),
+        'OMP_NUM_THREADS':
+        '1'
+    }
 
 
 def test_two_ranks_torchrun_equal_one_rank(workspace, base_run):
     work_dir = workspace['root'] / 'wd_torchrun'
     env = dict(_env(), PORT=str(free_port()))
-    run_tool(['bash', DIST, workspace['cfg'], '2', '--checkpoint',
-              workspace['ckpt'], '--work-dir', work_dir], env=env)
+    run_tool([
+        'bash', DIST, workspace['cfg'], '2', '--checkpoint', workspace['ckpt'],
+        '--work-dir', work_dir
+    ],
+             env=env)
     shards = os.listdir(work_dir / 'cam_box_shards')
     assert any('-r00000-' in s for s in shards)
     assert any('-r00001-' in s for s in shards)
@@ -313,11 +332,14 @@ def test_two_ranks_malformed_list_stop_both_before_the_run(workspace):
     bad.write_text('c0/img_0.JPEG 0\nc0/img_1.JPEG\n')
     work_dir = workspace['root'] / 'wd_bad_list'
     env = dict(_env(), PORT=str(free_port()))
-    proc = run_tool(['bash', DIST, workspace['cfg'], '2', '--checkpoint',
-                     workspace['ckpt'], '--work-dir', work_dir,
-                     '--cfg-options',
-                     f'test_dataloader.dataset.ann_file={bad}'],
-                    env=env, check=False, timeout=300)
+    proc = run_tool([
+        'bash', DIST, workspace['cfg'], '2', '--checkpoint', workspace['ckpt'],
+        '--work-dir', work_dir, '--cfg-options',
+        f'test_dataloader.dataset.ann_file={bad}'
+    ],
+                    env=env,
+                    check=False,
+                    timeout=300)
     assert proc.returncode != 0
     assert proc.stdout.count(f'error: {bad}:2: expected "<relative path> '
                              '<label>"') == 2, proc.stdout[-3000:]
@@ -329,12 +351,12 @@ def test_two_ranks_mpirun_equal_one_rank(workspace, base_run):
     work_dir = workspace['root'] / 'wd_mpi'
     env = dict(_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
     run_tool([
-        'mpirun', '-n', '2', '--oversubscribe', '--allow-run-as-root',
-        '-x', 'PATH', '-x', 'OMP_NUM_THREADS', '-x', 'MASTER_ADDR', '-x',
-        'MASTER_PORT', sys.executable, TOOL, workspace['cfg'],
-        '--checkpoint', workspace['ckpt'], '--work-dir', work_dir,
-        '--launcher', 'mpi'
-    ], env=env)
+        'mpirun', '-n', '2', '--oversubscribe', '--allow-run-as-root', '-x',
+        'PATH', '-x', 'OMP_NUM_THREADS', '-x', 'MASTER_ADDR', '-x',
+        'MASTER_PORT', sys.executable, TOOL, workspace['cfg'], '--checkpoint',
+        workspace['ckpt'], '--work-dir', work_dir, '--launcher', 'mpi'
+    ],
+             env=env)
     shards = os.listdir(work_dir / 'cam_box_shards')
     assert any('-r00001-' in s for s in shards)
     _assert_same_box_files(base_run['out'], work_dir / 'pseudo_boxes.dapbox')
@@ -370,12 +392,19 @@ def test_two_ranks_slurm_script_equal_one_rank(workspace, base_run):
     bin_dir.mkdir()
     (bin_dir / 'srun').write_text(FAKE_SRUN)
     (bin_dir / 'srun').chmod(0o755)
-    env = dict(_env(), PATH=f'{bin_dir}{os.pathsep}{_env()["PATH"]}',
-               SRUN_LOG=str(workspace['root'] / 'srun_args.txt'), GPUS='2',
-               GPUS_PER_NODE='2', MASTER_ADDR='127.0.0.1',
-               MASTER_PORT=str(free_port()))
-    run_tool(['bash', SLURM, 'part', 'dap_boxes', workspace['cfg'],
-              work_dir, '--checkpoint', workspace['ckpt']], env=env)
+    env = dict(
+        _env(),
+        PATH=f'{bin_dir}{os.pathsep}{_env()["PATH"]}',
+        SRUN_LOG=str(workspace['root'] / 'srun_args.txt'),
+        GPUS='2',
+        GPUS_PER_NODE='2',
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(free_port()))
+    run_tool([
+        'bash', SLURM, 'part', 'dap_boxes', workspace['cfg'], work_dir,
+        '--checkpoint', workspace['ckpt']
+    ],
+             env=env)
     args = (workspace['root'] / 'srun_args.txt').read_text()
     assert args.startswith('-p part --job-name=dap_boxes --gres=gpu:2 '
                            '--ntasks=2 --ntasks-per-node=2')
@@ -388,13 +417,21 @@ def test_two_ranks_slurm_script_equal_one_rank(workspace, base_run):
 def test_kill_and_resume_equals_uninterrupted(workspace, base_run):
     work_dir = workspace['root'] / 'wd_kill'
     shard_dir = work_dir / 'cam_box_shards'
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        [HELPERS] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    proc = subprocess.Popen(
-        [sys.executable, TOOL, str(workspace['cfg_slow']), '--checkpoint',
-         str(workspace['ckpt']), '--work-dir', str(work_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join(
+            [HELPERS] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    proc = subprocess.Popen([
+        sys.executable, TOOL,
+        str(workspace['cfg_slow']), '--checkpoint',
+        str(workspace['ckpt']), '--work-dir',
+        str(work_dir)
+    ],
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
@@ -425,21 +462,28 @@ def test_reruns_resume_or_refuse(workspace, base_run):
     assert f'{n} already done, 0 to compute' in log
     assert (out / 'meta.json').read_bytes() == before
     # another generation config in the same work dir: refused, nothing lost
-    proc = _generate(workspace, work_dir, cfg=workspace['cfg_bias'],
-                     check=False)
+    proc = _generate(
+        workspace, work_dir, cfg=workspace['cfg_bias'], check=False)
     assert proc.returncode == 1 and 'refusing' in proc.stdout
     assert 'generation_config.bias: existing 0.22, new 0.3' in proc.stdout
     # ... also when only the shards of the other run are there
-    proc = _generate(workspace, work_dir, cfg=workspace['cfg_bias'],
-                     check=False, extra=['--out', work_dir / 'new.dapbox'])
+    proc = _generate(
+        workspace,
+        work_dir,
+        cfg=workspace['cfg_bias'],
+        check=False,
+        extra=['--out', work_dir / 'new.dapbox'])
     assert proc.returncode == 1
     assert 'shards of another run' in proc.stdout and 'bias' in proc.stdout
     assert not (work_dir / 'new.dapbox').exists()
     # another image list written to an existing box file: refused
     proc = _generate(
-        workspace, workspace['root'] / 'wd_subset', check=False,
-        extra=['--out', out, '--cfg-options',
-               'test_dataloader.dataset.indices=5'])
+        workspace,
+        workspace['root'] / 'wd_subset',
+        check=False,
+        extra=[
+            '--out', out, '--cfg-options', 'test_dataloader.dataset.indices=5'
+        ])
     assert proc.returncode == 1
     assert 'image_list_fingerprint' in proc.stdout and 'refusing' in \
         proc.stdout
@@ -448,16 +492,18 @@ def test_reruns_resume_or_refuse(workspace, base_run):
 
 def test_mismatched_head_or_classes_fail_before_the_run(workspace):
     work_dir = workspace['root'] / 'wd_wrong_head'
-    proc = run_tool([TOOL, workspace['cfg'], '--checkpoint',
-                     workspace['wrong_ckpt'], '--work-dir', work_dir],
+    proc = run_tool([
+        TOOL, workspace['cfg'], '--checkpoint', workspace['wrong_ckpt'],
+        '--work-dir', work_dir
+    ],
                     check=False)
     assert proc.returncode == 1
     assert '5-class head' in proc.stdout and 'has 3 classes' in proc.stdout
     assert not (work_dir / 'cam_box_shards').exists()
 
     work_dir = workspace['root'] / 'wd_4cls'
-    proc = _generate(workspace, work_dir, cfg=workspace['cfg_4cls'],
-                     check=False)
+    proc = _generate(
+        workspace, work_dir, cfg=workspace['cfg_4cls'], check=False)
     assert proc.returncode == 1
     assert 'dataset has 4 classes but the classifier has 3' in proc.stdout
     assert not (work_dir / 'cam_box_shards').exists()
@@ -469,12 +515,20 @@ def test_classifier_trained_with_another_class_order_is_refused(workspace):
     refused before the first shard, naming the first differing index."""
     state = torch.load(workspace['ckpt'], weights_only=True)['state_dict']
     swapped = workspace['root'] / 'resnet18_swapped.pth'
-    torch.save({'state_dict': state,
-                'meta': {'dataset_meta': {'classes': ['c0', 'c2', 'c1']}}},
-               swapped)
+    torch.save(
+        {
+            'state_dict': state,
+            'meta': {
+                'dataset_meta': {
+                    'classes': ['c0', 'c2', 'c1']
+                }
+            }
+        }, swapped)
     work_dir = workspace['root'] / 'wd_swapped'
-    proc = run_tool([TOOL, workspace['cfg'], '--checkpoint', swapped,
-                     '--work-dir', work_dir], check=False)
+    proc = run_tool([
+        TOOL, workspace['cfg'], '--checkpoint', swapped, '--work-dir', work_dir
+    ],
+                    check=False)
     assert proc.returncode == 1
     assert ("class 1 of the dataset is 'c1' but the classifier was trained "
             "with 'c2' as class 1") in proc.stdout

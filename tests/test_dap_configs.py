@@ -11,10 +11,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-
-from conftest import REPO
 from test_imagenet_pseudo_box import make_imagenet
 from test_original_defaults import assert_original_defaults
 
@@ -31,8 +30,8 @@ MSRA = 'open-mmlab://detectron2/resnet{}_caffe'
 #        proposals per image, warm-up (start factor, iterations))
 EXPECTED = {
     'dap_faster-rcnn_r50_fpn_1e_in1k.py':
-    (50, 1000, 8, 8, 0.008, 1e-4, 64, False, MSRA.format(50), 'in1k_r101',
-     250, (0.01, 2000)),
+    (50, 1000, 8, 8, 0.008, 1e-4, 64, False, MSRA.format(50), 'in1k_r101', 250,
+     (0.01, 2000)),
     'dap_faster-rcnn_r101_fpn_1e_in1k.py':
     (101, 1000, 8, 4, 0.004, 1e-4, 32, False, MSRA.format(101), 'in1k_r101',
      500, (0.01, 2000)),
@@ -55,8 +54,8 @@ def test_every_config_is_covered():
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_says_what_dap_changes(name):
-    (depth, classes, gpus, per_gpu, lr, wd, base_batch, agnostic, ckpt,
-     boxes, proposals, warmup) = EXPECTED[name]
+    (depth, classes, gpus, per_gpu, lr, wd, base_batch, agnostic, ckpt, boxes,
+     proposals, warmup) = EXPECTED[name]
     cfg = load(name)
     assert cfg.custom_imports == dict(
         imports=['projects.dap.dap'], allow_failed_imports=False)
@@ -101,27 +100,32 @@ def test_config_says_what_dap_changes(name):
     assert data.data_root == ('data/imagenet21k/'
                               if classes == 21841 else 'data/imagenet/')
     steps = {t.type: t for t in data.pipeline}
-    assert steps['LoadImageRandomChoiceResize'].scales == [
-        (1333, 96), (1333, 160), (1333, 320), (1333, 640)]
+    assert steps['LoadImageRandomChoiceResize'].scales == [(1333, 96),
+                                                           (1333, 160),
+                                                           (1333, 320),
+                                                           (1333, 640)]
     assert steps['LoadImageRandomChoiceResize'].keep_ratio
     assert steps['RandomFlip'].prob == 0.5
     assert [t.type for t in data.pipeline].index('LoadAnnotations') < \
         [t.type for t in data.pipeline].index('LoadImageRandomChoiceResize')
 
     opt = cfg.optim_wrapper
-    assert opt.optimizer == dict(type='SGD', lr=lr, momentum=0.9,
-                                 weight_decay=wd)
+    assert opt.optimizer == dict(
+        type='SGD', lr=lr, momentum=0.9, weight_decay=wd)
     assert opt.paramwise_cfg == dict(bias_lr_mult=2., bias_decay_mult=0.)
     assert cfg.param_scheduler == [
-        dict(type='LinearLR', start_factor=warmup[0], by_epoch=False,
-             begin=0, end=warmup[1])
+        dict(
+            type='LinearLR',
+            start_factor=warmup[0],
+            by_epoch=False,
+            begin=0,
+            end=warmup[1])
     ]  # then constant
     images = 14197122 if classes == 21841 else 1281167
     assert cfg.train_cfg == dict(
         type='IterBasedTrainLoop',
         max_iters=-(-images // base_batch))  # one epoch
-    assert cfg.auto_scale_lr == dict(enable=False,
-                                     base_batch_size=base_batch)
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=base_batch)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
                 'test_dataloader', 'test_cfg', 'test_evaluator'):
         assert cfg.get(key) is None, key
@@ -132,8 +136,9 @@ def test_config_says_what_dap_changes(name):
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_model_builds_with_frozen_bn_and_heads(name):
-    import projects.dap.dap  # noqa: F401
     from mmdet.registry import MODELS
+
+    import projects.dap.dap  # noqa: F401
     init_default_scope('mmdet')
     depth, classes, *_, agnostic, _, _, _, _ = EXPECTED[name]
     cfg = load(name)
@@ -143,15 +148,16 @@ def test_model_builds_with_frozen_bn_and_heads(name):
     head = model.roi_head.bbox_head
     assert head.fc_cls.out_features == classes + 1  # + background
     assert head.fc_reg.out_features == (4 if agnostic else 4 * classes)
-    bns = [m for m in model.backbone.modules()
-           if isinstance(m, torch.nn.BatchNorm2d)]
+    bns = [
+        m for m in model.backbone.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
     assert bns and all(not p.requires_grad for m in bns
                        for p in m.parameters())
     model.train()
     assert all(not m.training for m in bns)  # norm_eval
     assert not any(p.requires_grad for p in model.backbone.conv1.parameters())
-    assert not any(p.requires_grad
-                   for p in model.backbone.layer1.parameters())
+    assert not any(p.requires_grad for p in model.backbone.layer1.parameters())
     assert all(p.requires_grad
                for n, p in model.backbone.layer2.named_parameters()
                if 'bn' not in n and 'downsample.1' not in n)
@@ -169,22 +175,32 @@ def test_mmpretrain_resnet_keys_map_onto_mmdet(depth):
 
 
 def test_in22k_backbone_initialised_from_classifier_checkpoint(tmp_path):
-    import projects.dap.dap  # noqa: F401
     from mmdet.registry import MODELS as DET_MODELS
     from mmengine.logging import HistoryBuffer
     from mmpretrain.registry import MODELS as CLS_MODELS
+
+    import projects.dap.dap  # noqa: F401
     init_default_scope('mmpretrain')
     classifier = CLS_MODELS.build(
-        dict(type='ImageClassifier',
-             backbone=dict(type='ResNet', depth=50),
-             neck=dict(type='GlobalAveragePooling'),
-             head=dict(type='LinearClsHead', num_classes=7,
-                       in_channels=2048)))
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=50),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=7, in_channels=2048)))
     _randomise(classifier)
     path = tmp_path / 'in22k_r50.pth'
-    torch.save({'meta': {'epoch': 90, 'message_hub': {
-        'log_scalars': {'loss': HistoryBuffer([2.5, 2.25], [1, 1])}}},
-        'state_dict': classifier.state_dict()}, path)
+    torch.save(
+        {
+            'meta': {
+                'epoch': 90,
+                'message_hub': {
+                    'log_scalars': {
+                        'loss': HistoryBuffer([2.5, 2.25], [1, 1])
+                    }
+                }
+            },
+            'state_dict': classifier.state_dict()
+        }, path)
 
     init_default_scope('mmdet')
     cfg = load('dap_faster-rcnn_r50_fpn_1e_in22k.py')
@@ -202,9 +218,10 @@ def test_in22k_backbone_initialised_from_classifier_checkpoint(tmp_path):
 def test_in1k_backbone_initialised_from_msra_caffe_checkpoint(tmp_path):
     """The IN-1K configs load the MSRA Caffe ResNet as mmdet ships it: a
     bare Caffe-style ResNet state dict, no prefix."""
-    import projects.dap.dap  # noqa: F401
     from mmdet.models.backbones import ResNet
     from mmdet.registry import MODELS
+
+    import projects.dap.dap  # noqa: F401
     msra = ResNet(depth=50, style='caffe')
     _randomise(msra)
     path = tmp_path / 'resnet50_msra.pth'
@@ -236,10 +253,11 @@ def test_class_count_mismatch_with_model_is_caught(tmp_path):
     3-class box file before the first iteration."""
     from types import SimpleNamespace
 
-    import projects.dap.dap  # noqa: F401
     from mmdet.engine.hooks import NumClassCheckHook
     from mmdet.registry import MODELS
     from test_imagenet_pseudo_box import build
+
+    import projects.dap.dap  # noqa: F401
     init_default_scope('mmdet')
     make_imagenet(str(tmp_path))
     cfg = load('dap_faster-rcnn_r50_fpn_1e_in1k.py')
@@ -268,8 +286,7 @@ SHRINK = [
 # config -> (box file, ann file, num_classes override)
 RUNS = {
     'dap_faster-rcnn_r50_fpn_1e_in1k.py': ('in1k.dapbox', 'train.txt', None),
-    'dap_faster-rcnn_r101_fpn_1e_in1k.py':
-    ('in1k.dapbox', 'train.txt', None),
+    'dap_faster-rcnn_r101_fpn_1e_in1k.py': ('in1k.dapbox', 'train.txt', None),
     # a 3-class copy of 22K R50 (its 21841-way class-specific regression
     # layer is 89M parameters); R101 22K trains with the real 21841
     'dap_faster-rcnn_r50_fpn_1e_in22k.py': ('small.dapbox', 'train.txt', 3),
@@ -284,12 +301,19 @@ def trained(tmp_path_factory):
     file of another image list; wait for all."""
     root = tmp_path_factory.mktemp('dap_train')
     data = str(root / 'imagenet')
-    make_imagenet(data, num_classes=1000, box_file='pseudo_boxes/in1k.dapbox',
-                  classes=False)
+    make_imagenet(
+        data,
+        num_classes=1000,
+        box_file='pseudo_boxes/in1k.dapbox',
+        classes=False)
     make_imagenet(data, box_file='pseudo_boxes/small.dapbox')
-    make_imagenet(data, num_classes=21841, labels=LABELS_22K,
-                  ann_file='meta/train22k.txt', classes=False,
-                  box_file='pseudo_boxes/in22k.dapbox')
+    make_imagenet(
+        data,
+        num_classes=21841,
+        labels=LABELS_22K,
+        ann_file='meta/train22k.txt',
+        classes=False,
+        box_file='pseudo_boxes/in22k.dapbox')
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     procs = {}
     jobs = dict(RUNS, mismatch=('in22k.dapbox', 'train.txt', None))
@@ -306,10 +330,15 @@ def trained(tmp_path_factory):
             opts.append(f'model.roi_head.bbox_head.num_classes={classes}')
         log = open(root / f'{key}.log', 'w')
         procs[key] = (subprocess.Popen(
-            [sys.executable, TRAIN, osp.join(CONFIG_DIR, name),
-             '--work-dir', str(work), '--cfg-options'] + opts,
-            cwd=str(root), env=env, stdout=log, stderr=subprocess.STDOUT),
-            work, root / f'{key}.log')
+            [
+                sys.executable, TRAIN,
+                osp.join(CONFIG_DIR, name), '--work-dir',
+                str(work), '--cfg-options'
+            ] + opts,
+            cwd=str(root),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT), work, root / f'{key}.log')
     results = {}
     for key, (proc, work, log) in procs.items():
         rc = proc.wait(timeout=900)
@@ -337,8 +366,8 @@ def test_shrunk_config_trains_through_tools_train(trained, name):
     assert rows[0]['lr'] == pytest.approx(lr * start, rel=1e-6)
     assert rows[1]['lr'] == pytest.approx(
         lr * (start + (1 - start) / (end - 1)), rel=1e-6)
-    ckpt = torch.load(work / 'iter_2.pth', map_location='cpu',
-                      weights_only=False)
+    ckpt = torch.load(
+        work / 'iter_2.pth', map_location='cpu', weights_only=False)
     classes = RUNS[name][2] or EXPECTED[name][1]
     assert ckpt['state_dict']['roi_head.bbox_head.fc_cls.weight'].shape == \
         (classes + 1, 1024)

@@ -7,14 +7,13 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from conftest import REPO, run_tool
 from PIL import Image
 
 from projects.dap.dap.demo import (DOWNSTREAM_CLASSES, PRETRAIN_CLASSES,
                                    make_mini_imagenet, make_mini_voc,
                                    read_voc_boxes)
 from projects.dap.dap.fewshot.stats import compare, mean_sd
-
-from conftest import REPO, run_tool
 
 
 def _files(root):

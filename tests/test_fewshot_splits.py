@@ -11,14 +11,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_tool
 
-TOOL = osp.join(REPO, 'tools', 'dataset_converters',
-                'make_fewshot_splits.py')
+TOOL = osp.join(REPO, 'tools', 'dataset_converters', 'make_fewshot_splits.py')
 sys.path.insert(0, osp.dirname(TOOL))
-from make_fewshot_splits import (VOC_CLASSES, main,  # noqa: E402
-                                 select_fewshot)
+from make_fewshot_splits import VOC_CLASSES, main, select_fewshot  # noqa: E402
 
 
 def test_forced_overshoot_is_reported():
@@ -40,7 +37,14 @@ def test_multi_class_image_counts_for_each_class():
 
 
 def test_too_few_images_is_reported_and_all_are_used():
-    r = select_fewshot({'a': [0], 'b': [1], 'c': [1], 'd': [1]}, 2, shot=2,
+    r = select_fewshot({
+        'a': [0],
+        'b': [1],
+        'c': [1],
+        'd': [1]
+    },
+                       2,
+                       shot=2,
                        seed=0)
     assert r['under'] == [0] and r['available'] == [1, 3]
     assert 'a' in r['images'] and r['counts'] == [1, 2]
@@ -82,8 +86,7 @@ def test_invariants_on_random_data(shot):
             for c in set(data[i]):
                 counts[c] += 1
         assert counts == r['counts']
-        available = [sum(c in set(v) for v in data.values())
-                     for c in range(8)]
+        available = [sum(c in set(v) for v in data.values()) for c in range(8)]
         assert available == r['available']
         for c in range(8):
             # under k only when fewer than k images contain the class
@@ -99,8 +102,10 @@ def test_invariants_on_random_data(shot):
 
 def test_exactly_k_when_single_class_images_exist():
     rng = np.random.default_rng(1)
-    data = {f'm{i}': rng.choice(6, size=2, replace=False).tolist()
-            for i in range(60)}
+    data = {
+        f'm{i}': rng.choice(6, size=2, replace=False).tolist()
+        for i in range(60)
+    }
     data.update({f's{i}': [i % 6] for i in range(120)})
     for shot in (1, 5, 10, 20):
         for seed in (0, 1, 2):
@@ -149,19 +154,19 @@ def make_voc(root, num_images=80, seed=0, rare_images=2):
     ids = []
     for i in range(num_images):
         image_id = f'{i:06d}'
-        names = [VOC_USED[int(rng.integers(3))]
-                 for _ in range(int(rng.integers(1, 3)))]
+        names = [
+            VOC_USED[int(rng.integers(3))]
+            for _ in range(int(rng.integers(1, 3)))
+        ]
         objects = [(n, False) for n in names]
         if i < rare_images:  # the only images with a boat
             objects.append(('boat', False))
         if i == num_images - 1:  # a difficult-only boat does not count
             objects = [('boat', True), ('aeroplane', False)]
-        with open(osp.join(root, 'Annotations', image_id + '.xml'),
-                  'w') as f:
+        with open(osp.join(root, 'Annotations', image_id + '.xml'), 'w') as f:
             f.write(_voc_xml(objects))
         ids.append(image_id)
-    with open(osp.join(root, 'ImageSets', 'Main', 'trainval.txt'),
-              'w') as f:
+    with open(osp.join(root, 'ImageSets', 'Main', 'trainval.txt'), 'w') as f:
         f.write('\n'.join(ids) + '\n')
     return root
 
@@ -173,13 +178,16 @@ def _read_ids(path):
 
 def test_voc_cli_writes_lists_reports_and_is_deterministic(tmp_path):
     voc = make_voc(str(tmp_path / 'VOC2007'))
-    args = [TOOL, 'voc', voc, '--classes', *VOC_USED, '--shots', '1', '3',
-            '--seeds', '0', '1', '--report', tmp_path / 'report.json']
+    args = [
+        TOOL, 'voc', voc, '--classes', *VOC_USED, '--shots', '1', '3',
+        '--seeds', '0', '1', '--report', tmp_path / 'report.json'
+    ]
     out = run_tool(args).stdout
     main_dir = osp.join(voc, 'ImageSets', 'Main')
     files = sorted(f for f in os.listdir(main_dir) if 'shot' in f)
-    assert files == [f'trainval_{k}shot_seed{s}.txt' for k in (1, 3)
-                     for s in (0, 1)]
+    assert files == [
+        f'trainval_{k}shot_seed{s}.txt' for k in (1, 3) for s in (0, 1)
+    ]
     first = {f: open(osp.join(main_dir, f)).read() for f in files}
     run_tool(args)  # again: byte-identical
     assert first == {f: open(osp.join(main_dir, f)).read() for f in files}
@@ -212,8 +220,10 @@ def test_out_dir_keeps_a_read_only_dataset_untouched(tmp_path):
     main_dir = osp.join(voc, 'ImageSets', 'Main')
     before = sorted(os.listdir(main_dir))
     out_dir = tmp_path / 'splits'
-    args = [TOOL, 'voc', voc, '--classes', *VOC_USED, '--shots', '1',
-            '--seeds', '4']
+    args = [
+        TOOL, 'voc', voc, '--classes', *VOC_USED, '--shots', '1', '--seeds',
+        '4'
+    ]
     run_tool(args + ['--out-dir', out_dir])
     assert sorted(os.listdir(main_dir)) == before
     assert os.listdir(out_dir) == ['trainval_1shot_seed4.txt']
@@ -246,8 +256,10 @@ def test_voc_bad_input_is_a_clear_error(tmp_path):
     proc = run_tool([TOOL, 'voc', voc, '--classes', *VOC_USED], check=False)
     assert proc.returncode == 1 and '000001.xml' in proc.stdout
     # nothing was written
-    assert not [f for f in os.listdir(osp.join(voc, 'ImageSets', 'Main'))
-                if 'shot' in f]
+    assert not [
+        f
+        for f in os.listdir(osp.join(voc, 'ImageSets', 'Main')) if 'shot' in f
+    ]
 
 
 # ---------------------------------------------------------- COCO, CLI
@@ -255,28 +267,44 @@ def test_voc_bad_input_is_a_clear_error(tmp_path):
 
 def make_coco(path, num_images=120, seed=0, shuffle=False):
     rng = np.random.default_rng(seed)
-    cats = [dict(id=i, name=n) for i, n in ((1, 'person'), (3, 'car'),
-                                            (18, 'dog'), (90, 'toothbrush'))]
+    cats = [
+        dict(id=i, name=n) for i, n in ((1, 'person'), (3, 'car'), (18, 'dog'),
+                                        (90, 'toothbrush'))
+    ]
     images, anns = [], []
     for i in range(num_images):
-        images.append(dict(id=1000 + i, file_name=f'{i:012d}.jpg',
-                           width=128, height=96))
+        images.append(
+            dict(id=1000 + i, file_name=f'{i:012d}.jpg', width=128, height=96))
         for _ in range(int(rng.integers(1, 4))):
             cat = [1, 3, 18][int(rng.integers(3))]
-            anns.append(dict(id=len(anns) + 1, image_id=1000 + i,
-                             category_id=cat, bbox=[1, 1, 40, 40],
-                             area=1600, iscrowd=0))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=1000 + i,
+                    category_id=cat,
+                    bbox=[1, 1, 40, 40],
+                    area=1600,
+                    iscrowd=0))
     # toothbrush: three images, one of them only as a crowd region
     for i, crowd in ((0, 0), (1, 0), (2, 1)):
-        anns.append(dict(id=len(anns) + 1, image_id=1000 + i, category_id=90,
-                         bbox=[5, 5, 40, 40], area=1600, iscrowd=crowd))
+        anns.append(
+            dict(
+                id=len(anns) + 1,
+                image_id=1000 + i,
+                category_id=90,
+                bbox=[5, 5, 40, 40],
+                area=1600,
+                iscrowd=crowd))
     if shuffle:
         order = np.random.default_rng(99)
         images = [images[j] for j in order.permutation(len(images))]
         anns = [anns[j] for j in order.permutation(len(anns))]
         cats = cats[::-1]
-    data = dict(info=dict(description='generated'), images=images,
-                annotations=anns, categories=cats)
+    data = dict(
+        info=dict(description='generated'),
+        images=images,
+        annotations=anns,
+        categories=cats)
     with open(path, 'w') as f:
         json.dump(data, f)
     return data
@@ -300,8 +328,11 @@ def test_coco_cli_keeps_all_annotations_and_ignores_crowd(tmp_path):
     assert split['annotations'] == expected  # crowd ones included
     counts = {}
     for cat in (1, 3, 18, 90):
-        counts[cat] = len({a['image_id'] for a in split['annotations']
-                           if a['category_id'] == cat and not a['iscrowd']})
+        counts[cat] = len({
+            a['image_id']
+            for a in split['annotations']
+            if a['category_id'] == cat and not a['iscrowd']
+        })
     assert counts[90] == 2
     for cat in (1, 3, 18):
         assert counts[cat] >= 2  # exactly 2 unless reported over
@@ -316,8 +347,9 @@ def test_coco_independent_of_json_order(tmp_path):
     make_coco(a / 'train.json')
     make_coco(b / 'train.json', shuffle=True)
     for folder in (a, b):
-        run_tool([TOOL, 'coco', folder / 'train.json', '--shots', '3',
-                  '--seeds', '4'])
+        run_tool([
+            TOOL, 'coco', folder / 'train.json', '--shots', '3', '--seeds', '4'
+        ])
     sa = json.load(open(a / 'train_3shot_seed4.json'))
     sb = json.load(open(b / 'train_3shot_seed4.json'))
     assert sa['images'] == sb['images']
@@ -327,8 +359,10 @@ def test_coco_independent_of_json_order(tmp_path):
 def test_coco_bad_input_is_a_clear_error(tmp_path):
     src = tmp_path / 'train.json'
     data = make_coco(src, num_images=5)
-    data['annotations'].append(dict(id=999, image_id=4242, category_id=1,
-                                    bbox=[0, 0, 1, 1], iscrowd=0))
+    data['annotations'].append(
+        dict(
+            id=999, image_id=4242, category_id=1, bbox=[0, 0, 1, 1],
+            iscrowd=0))
     with open(src, 'w') as f:
         json.dump(data, f)
     proc = run_tool([TOOL, 'coco', src], check=False)
@@ -348,8 +382,15 @@ from projects.dap.dap.fewshot import splits as S  # noqa: E402
 
 def test_ids_sort_numbers_numerically_then_strings():
     # 9 < 10 as numbers (not as text); numpy integers are numbers too
-    r = select_fewshot({10: [0], np.int64(9): [1], 'b': [2], 'a': [3]}, 4,
-                       shot=1, seed=0)
+    r = select_fewshot({
+        10: [0],
+        np.int64(9): [1],
+        'b': [2],
+        'a': [3]
+    },
+                       4,
+                       shot=1,
+                       seed=0)
     assert r['images'] == [9, 10, 'a', 'b']
 
 
@@ -366,8 +407,10 @@ def test_seed_range():
             select_fewshot({'a': [0]}, 1, 1, seed)
     with pytest.raises(ValueError, match='shot must be >= 1, got 0'):
         select_fewshot({'a': [0]}, 1, 0, 0)
-    with pytest.raises(ValueError, match=r"image 'a' has class indices "
-                       r"\(-1,\) outside \[0, 2\)"):
+    with pytest.raises(
+            ValueError,
+            match=r"image 'a' has class indices "
+            r'\(-1,\) outside \[0, 2\)'):
         select_fewshot({'a': [-1]}, 2, 1, 0)
     with pytest.raises(ValueError, match=r'outside \[0, 2\)'):
         select_fewshot({'a': [2]}, 2, 1, 0)
@@ -413,8 +456,7 @@ def _voc(root, annotations, ids=None):
     os.makedirs(osp.join(root, 'Annotations'))
     os.makedirs(osp.join(root, 'ImageSets', 'Main'))
     for image_id, text in annotations.items():
-        with open(osp.join(root, 'Annotations', image_id + '.xml'),
-                  'w') as f:
+        with open(osp.join(root, 'Annotations', image_id + '.xml'), 'w') as f:
             f.write(text)
     ids = list(annotations) if ids is None else ids
     with open(osp.join(root, 'ImageSets', 'Main', 'trainval.txt'), 'w') as f:
@@ -424,56 +466,74 @@ def _voc(root, annotations, ids=None):
 
 def test_read_voc_counts_objects_not_marked_difficult(tmp_path):
     classes = ('aeroplane', 'bicycle', 'bird')
-    root = _voc(tmp_path / 'VOC', {
-        '1': _xml(('bird', '0'), ('bird', '1'), ('aeroplane', '')),
-        '2': _xml(('bicycle', '1')),  # difficult only: no class
-        '3': _xml(('bicycle', ), ('aeroplane', '0')),  # no <difficult>
-    })
+    root = _voc(
+        tmp_path / 'VOC',
+        {
+            '1': _xml(('bird', '0'), ('bird', '1'), ('aeroplane', '')),
+            '2': _xml(('bicycle', '1')),  # difficult only: no class
+            '3': _xml(('bicycle', ), ('aeroplane', '0')),  # no <difficult>
+        })
     assert S.read_voc(root, 'trainval', classes) == {
-        '1': [2, 0], '2': [], '3': [1, 0]}
-    assert S.read_voc(root, classes=('bird', 'bicycle', 'aeroplane', 'x')
-                      ) == {'1': [0, 2], '2': [], '3': [1, 2]}
+        '1': [2, 0],
+        '2': [],
+        '3': [1, 0]
+    }
+    assert S.read_voc(
+        root, classes=('bird', 'bicycle', 'aeroplane', 'x')) == {
+            '1': [0, 2],
+            '2': [],
+            '3': [1, 2]
+        }
 
 
 def test_read_voc_errors(tmp_path):
     classes = ('bird', )
-    with pytest.raises(FileNotFoundError,
-                       match='ImageSets/Main/trainval.txt'):
+    with pytest.raises(FileNotFoundError, match='ImageSets/Main/trainval.txt'):
         S.read_voc(str(tmp_path), 'trainval', classes)
     root = _voc(tmp_path / 'a', {'1': _xml(('bird', ))}, ids=['1', '1'])
     with pytest.raises(ValueError, match='lists some image ids twice'):
         S.read_voc(root, classes=classes)
     root = _voc(tmp_path / 'b', {'1': _xml(('bird', ))}, ids=['1', '2'])
-    with pytest.raises(FileNotFoundError,
-                       match=r'annotation .*2\.xml of image 2 is missing'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'annotation .*2\.xml of image 2 is missing'):
         S.read_voc(root, classes=classes)
     root = _voc(tmp_path / 'c', {'1': '<annotation><object>'})
     with pytest.raises(ValueError, match=r'cannot parse .*1\.xml'):
         S.read_voc(root, classes=classes)
     for bad in (None, ('  ', )):
         root = _voc(tmp_path / f'd{bad is None}', {'1': _xml(bad)})
-        with pytest.raises(ValueError, match=r'1\.xml: an object has no '
-                           '<name>'):
+        with pytest.raises(
+                ValueError, match=r'1\.xml: an object has no '
+                '<name>'):
             S.read_voc(root, classes=classes)
-    root = _voc(tmp_path / 'e', {'1': _xml(('cat', ), ('dog', '1')),
-                                 '2': _xml(('bird', ), ('ant', ))})
-    with pytest.raises(ValueError, match=r"classes \['ant', 'cat', 'dog'\] "
-                       r'are not in the class list \(1 classes\)'):
+    root = _voc(tmp_path / 'e', {
+        '1': _xml(('cat', ), ('dog', '1')),
+        '2': _xml(('bird', ), ('ant', ))
+    })
+    with pytest.raises(
+            ValueError,
+            match=r"classes \['ant', 'cat', 'dog'\] "
+            r'are not in the class list \(1 classes\)'):
         S.read_voc(root, classes=classes)
 
 
 def _coco(path, **changes):
     data = dict(
         info=dict(year=2017),
-        images=[dict(id=7, file_name='7.jpg'), dict(id=3, file_name='3.jpg'),
-                dict(id=12, file_name='12.jpg')],
+        images=[
+            dict(id=7, file_name='7.jpg'),
+            dict(id=3, file_name='3.jpg'),
+            dict(id=12, file_name='12.jpg')
+        ],
         annotations=[
             dict(id=5, image_id=7, category_id=18, iscrowd=0),
             dict(id=2, image_id=7, category_id=1),  # iscrowd absent: 0
             dict(id=9, image_id=3, category_id=18, iscrowd=1),  # crowd
             dict(id=4, image_id=12, category_id=1, iscrowd=0),
         ],
-        categories=[dict(id=18, name='dog'), dict(id=1, name='person')])
+        categories=[dict(id=18, name='dog'),
+                    dict(id=1, name='person')])
     data.update(changes)
     with open(path, 'w') as f:
         json.dump(data, f)
@@ -491,10 +551,10 @@ def test_read_coco_indexes_categories_by_id_and_skips_crowd(tmp_path):
 @pytest.mark.parametrize('change, message', [
     (dict(images=None), 'has no "images" list; is it a COCO instances'),
     (dict(annotations={}), 'has no "annotations" list'),
-    (dict(categories=[dict(id=1, name='a'), dict(id=1, name='b')]),
-     'duplicate category ids'),
-    (dict(images=[dict(id=7), dict(id=7)], annotations=[]),
-     'duplicate image id 7'),
+    (dict(categories=[dict(id=1, name='a'),
+                      dict(id=1, name='b')]), 'duplicate category ids'),
+    (dict(images=[dict(id=7), dict(id=7)],
+          annotations=[]), 'duplicate image id 7'),
     (dict(annotations=[dict(id=8, image_id=4, category_id=1)]),
      'annotation 8 refers to unknown image 4'),
     (dict(annotations=[dict(id=8, image_id=7, category_id=2)]),
@@ -516,37 +576,46 @@ def test_split_file_names_and_voc_root(tmp_path):
     voc = '/d/VOC2007/ImageSets/Main/trainval.txt'
     assert S.split_file(voc, 5, 1) == \
         '/d/VOC2007/ImageSets/Main/trainval_5shot_seed1.txt'
-    assert S.split_file('/c/ann/instances_train2017.json', 10.0, 2,
-                        split_dir='out') == osp.join(
-                            os.getcwd(), 'out',
-                            'instances_train2017_10shot_seed2.json')
+    assert S.split_file(
+        '/c/ann/instances_train2017.json', 10.0, 2,
+        split_dir='out') == osp.join(os.getcwd(), 'out',
+                                     'instances_train2017_10shot_seed2.json')
     assert S.split_file(voc, 5, 1, split_dir='') == S.split_file(voc, 5, 1)
-    with pytest.raises(ValueError, match='train.csv: a split source is a '
-                       'VOC ImageSets list'):
+    with pytest.raises(
+            ValueError,
+            match='train.csv: a split source is a '
+            'VOC ImageSets list'):
         S.split_file('train.csv', 5, 0)
     assert S.voc_root_of(voc) == ('/d/VOC2007', 'trainval')
     for bad in ('/d/VOC2007/ImageSets/trainval.txt',
                 '/d/VOC2007/Lists/Main/trainval.txt'):
-        with pytest.raises(ValueError, match='must be a list in <VOC year>'
-                           '/ImageSets/Main/'):
+        with pytest.raises(
+                ValueError,
+                match='must be a list in <VOC year>'
+                '/ImageSets/Main/'):
             S.voc_root_of(bad)
 
 
 def test_make_voc_splits_files_and_reports(tmp_path):
     # k=1: y (the only image of class 2) also brings class 0 to 2 images
     classes = ('aeroplane', 'bicycle', 'bird', 'boat')
-    root = _voc(tmp_path / 'VOC', {
-        'x': _xml(('aeroplane', ), ('bicycle', )),
-        'y': _xml(('aeroplane', ), ('bird', )),
-    })
+    root = _voc(
+        tmp_path / 'VOC', {
+            'x': _xml(('aeroplane', ), ('bicycle', )),
+            'y': _xml(('aeroplane', ), ('bird', )),
+        })
     reports = S.make_voc_splits(root, [1], [0, 3], classes=classes)
     main_dir = osp.join(root, 'ImageSets', 'Main')
     assert [r['file'] for r in reports] == [
-        osp.join(main_dir, f'trainval_1shot_seed{s}.txt') for s in (0, 3)]
+        osp.join(main_dir, f'trainval_1shot_seed{s}.txt') for s in (0, 3)
+    ]
     for rep, seed in zip(reports, (0, 3)):
         assert open(rep['file']).read() == 'x\ny\n'
         assert rep == dict(
-            file=rep['file'], shot=1, seed=seed, num_images=2,
+            file=rep['file'],
+            shot=1,
+            seed=seed,
+            num_images=2,
             counts=dict(aeroplane=2, bicycle=1, bird=1, boat=0),
             under=dict(boat=dict(count=0, available=0)),
             over=dict(aeroplane=2),
@@ -555,14 +624,15 @@ def test_make_voc_splits_files_and_reports(tmp_path):
             '  over k: aeroplane: 2 (forced by images with several '
             'classes)')
     # split_dir: the same list elsewhere, the dataset untouched
-    out = S.make_voc_splits(root, [2], [0], classes=classes,
-                            split_dir=str(tmp_path / 'splits'))
+    out = S.make_voc_splits(
+        root, [2], [0], classes=classes, split_dir=str(tmp_path / 'splits'))
     assert out[0]['file'] == str(tmp_path / 'splits' /
                                  'trainval_2shot_seed0.txt')
     assert open(out[0]['file']).read() == 'x\ny\n'
-    assert out[0]['under'] == dict(bicycle=dict(count=1, available=1),
-                                   bird=dict(count=1, available=1),
-                                   boat=dict(count=0, available=0))
+    assert out[0]['under'] == dict(
+        bicycle=dict(count=1, available=1),
+        bird=dict(count=1, available=1),
+        boat=dict(count=0, available=0))
     assert not osp.exists(osp.join(main_dir, 'trainval_2shot_seed0.txt'))
 
 
@@ -587,8 +657,10 @@ def test_make_coco_splits_keeps_every_annotation_of_the_images(tmp_path):
         rep['counts'] == dict(person=1, dog=1)
     ids = [img['id'] for img in split['images']]
     assert 7 in ids and 3 not in ids and ids == sorted(ids)
-    assert split['images'] == [i for i in sorted(
-        data['images'], key=lambda i: i['id']) if i['id'] in ids]
+    assert split['images'] == [
+        i for i in sorted(data['images'], key=lambda i: i['id'])
+        if i['id'] in ids
+    ]
     assert split['annotations'] == sorted(
         (a for a in data['annotations'] if a['image_id'] in ids),
         key=lambda a: a['id'])
@@ -602,17 +674,25 @@ def test_make_coco_split_hand_computed(tmp_path):
     # k=1: dog (rarer) is visited first and can only take image 7 (person
     # and dog): person is then full, image 12 is not needed
     src = str(tmp_path / 'train.json')
-    data = _coco(src, images=[dict(id=12), dict(id=7)],
-                 annotations=[dict(id=4, image_id=12, category_id=1),
-                              dict(id=9, image_id=7, category_id=1),
-                              dict(id=5, image_id=7, category_id=18)])
+    data = _coco(
+        src,
+        images=[dict(id=12), dict(id=7)],
+        annotations=[
+            dict(id=4, image_id=12, category_id=1),
+            dict(id=9, image_id=7, category_id=1),
+            dict(id=5, image_id=7, category_id=18)
+        ])
     rep, = S.make_splits(src, [(1, 5)])
     with open(rep['file']) as f:
         split = json.load(f)
-    assert split == dict(info=data['info'], images=[dict(id=7)],
-                         annotations=[dict(id=5, image_id=7, category_id=18),
-                                      dict(id=9, image_id=7, category_id=1)],
-                         categories=data['categories'])
+    assert split == dict(
+        info=data['info'],
+        images=[dict(id=7)],
+        annotations=[
+            dict(id=5, image_id=7, category_id=18),
+            dict(id=9, image_id=7, category_id=1)
+        ],
+        categories=data['categories'])
     assert rep['num_images'] == 1 and rep['counts'] == dict(person=1, dog=1)
     assert rep['text'] == '1 images; 2/2 classes have exactly 1 images'
 

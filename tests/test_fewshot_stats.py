@@ -31,8 +31,8 @@ def test_mean_sd_computes_in_float64():
 
 
 def test_settings_are_ordered_by_shots_then_full():
-    assert setting_order(['full', '10shot', '5shot', '100shot', '10shot'
-                          ]) == ['5shot', '10shot', '100shot', 'full']
+    assert setting_order(['full', '10shot', '5shot', '100shot',
+                          '10shot']) == ['5shot', '10shot', '100shot', 'full']
     assert setting_order(['full']) == ['full']
 
 
@@ -50,8 +50,16 @@ def test_compare_hand_computed():
     }
     five, full = compare(results, 'AP50')
     assert five == dict(
-        setting='5shot', dap=(4., 1.), dap_n=3, cls=(1., 1.), cls_n=3,
-        paired=(3., 0.), paired_wins=3, paired_n=3, gap=3., spread=2.,
+        setting='5shot',
+        dap=(4., 1.),
+        dap_n=3,
+        cls=(1., 1.),
+        cls_n=3,
+        paired=(3., 0.),
+        paired_wins=3,
+        paired_n=3,
+        gap=3.,
+        spread=2.,
         beats=True)
     assert full['setting'] == 'full'
     assert (full['gap'], full['spread'], full['beats']) == (1., 0., True)
@@ -80,8 +88,8 @@ def test_paired_wins_count_only_seeds_where_dap_is_higher():
     row, = compare(results, 'AP50')
     assert (row['paired_wins'], row['paired_n']) == (2, 4)
     # mean of the differences 1.5 / 4; sd from the four differences
-    assert row['paired'] == (0.375, pytest.approx(
-        np.std([0.5, 0., -1., 2.], ddof=1)))
+    assert row['paired'] == (0.375,
+                             pytest.approx(np.std([0.5, 0., -1., 2.], ddof=1)))
 
 
 def test_unpaired_seeds_missing_metrics_and_missing_inits():
@@ -89,11 +97,17 @@ def test_unpaired_seeds_missing_metrics_and_missing_inits():
     results = {
         # seed 2 has no CLS run; seed 1's DAP run has no AP50 at all and
         # seed 3's is NaN (an unfinished evaluation): both are left out
-        ('dap', '5shot'): [dict(seed=0, AP50=6.), dict(seed=1, AP=1.),
-                           dict(seed=2, AP50=8.), dict(seed=3, AP50=nan)],
-        ('cls', '5shot'): _runs([2., 3., 4.], seeds=(0, 1, 4)),
+        ('dap', '5shot'): [
+            dict(seed=0, AP50=6.),
+            dict(seed=1, AP=1.),
+            dict(seed=2, AP50=8.),
+            dict(seed=3, AP50=nan)
+        ],
+        ('cls', '5shot'):
+        _runs([2., 3., 4.], seeds=(0, 1, 4)),
         # only DAP ran the full-data setting
-        ('dap', 'full'): _runs([9.]),
+        ('dap', 'full'):
+        _runs([9.]),
     }
     five, full = compare(results, 'AP50')
     assert five['dap'] == (7., math.sqrt(2.)) and five['dap_n'] == 2

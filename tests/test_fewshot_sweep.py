@@ -20,9 +20,8 @@ import time
 
 import pytest
 import torch
-from mmengine.config import Config
-
 from conftest import REPO, run_tool
+from mmengine.config import Config
 
 TOOL = osp.join(REPO, 'tools', 'fewshot_sweep.py')
 DEMO = osp.join(REPO, 'configs', 'demo')
@@ -33,8 +32,9 @@ SHOTS, SEEDS, MIN_ITERS, EPOCHS = (1, 2), (0, 1), 8, 10
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     """mini-VOC, a random 'DAP' step-3 detector and a 'classifier'."""
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
     import projects.dap.dap  # noqa: F401
     from projects.dap.dap.demo import make_mini_voc
 
@@ -284,8 +284,8 @@ def test_sweep_runs_resumes_skips_and_reports(workspace):
     assert (sweep / 'dap_1shot_seed0' / 'result.json').is_file()
 
 
-@pytest.mark.parametrize('read_only', [False, True],
-                         ids=['beside-the-json', 'split_dir'])
+@pytest.mark.parametrize(
+    'read_only', [False, True], ids=['beside-the-json', 'split_dir'])
 def test_print_mode_coco_splits_and_commands(tmp_path, read_only):
     """COCO: the splits are made beside the json (or, for a read-only
     dataset copy, in fewshot.split_dir), the run configs get the computed
@@ -296,23 +296,25 @@ def test_print_mode_coco_splits_and_commands(tmp_path, read_only):
     ckpt = tmp_path / 'x.pth'
     torch.save({}, ckpt)
     split_dir = str(tmp_path / 'splits')
-    out = run_tool([
-        TOOL, 'coco', '--work-dir', tmp_path / 'sweep', '--shots', '1',
-        '--seeds', '0', '1', '--dap-checkpoint', ckpt, '--cls-checkpoint',
-        ckpt, '--launcher', 'dist', '--gpus', '2', '--print', '--cfg-options',
-        f'train_dataloader.dataset.data_root={root}',
-        'train_dataloader.dataset.ann_file=annotations/train.json',
-        'fewshot.min_iters=3'
-    ] + ([f'fewshot.split_dir={split_dir}'] if read_only else []),
-                   cwd=REPO).stdout
+    out = run_tool(
+        [
+            TOOL, 'coco', '--work-dir', tmp_path / 'sweep', '--shots', '1',
+            '--seeds', '0', '1', '--dap-checkpoint', ckpt, '--cls-checkpoint',
+            ckpt, '--launcher', 'dist', '--gpus', '2', '--print',
+            '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+            'train_dataloader.dataset.ann_file=annotations/train.json',
+            'fewshot.min_iters=3'
+        ] + ([f'fewshot.split_dir={split_dir}'] if read_only else []),
+        cwd=REPO).stdout
     lines = [line for line in out.splitlines() if line.startswith('bash ')]
     assert len(lines) == 4
     made = sorted(os.listdir(osp.join(root, 'annotations')))
     if read_only:  # nothing written into the dataset
         assert made == ['train.json', 'val.json']
     for seed in (0, 1):
-        split = osp.join(split_dir if read_only else osp.join(
-            root, 'annotations'), f'train_1shot_seed{seed}.json')
+        split = osp.join(
+            split_dir if read_only else osp.join(root, 'annotations'),
+            f'train_1shot_seed{seed}.json')
         with open(split) as f:
             num = len(json.load(f)['images'])
         for init in ('dap', 'cls'):
@@ -326,8 +328,8 @@ def test_print_mode_coco_splits_and_commands(tmp_path, read_only):
                 round(11 * iters / 12)
             ]
             assert cfg.train_dataloader.dataset.ann_file == (
-                split if read_only else
-                f'annotations/train_1shot_seed{seed}.json')
+                split
+                if read_only else f'annotations/train_1shot_seed{seed}.json')
             assert any(f'dist_train.sh {name}' in line
                        or f'configs/{name}.py 2 --work-dir' in line
                        for line in lines)

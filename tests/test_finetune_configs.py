@@ -9,22 +9,26 @@ import itertools
 import os.path as osp
 
 import pytest
+from conftest import REPO
 from mmengine.config import Config
+from test_original_defaults import assert_original_defaults
 
 from projects.dap.dap.fewshot.splits import DEFAULT_SHOTS
-
-from conftest import REPO
-from test_original_defaults import assert_original_defaults
 
 FINETUNE = osp.join(REPO, 'configs', 'finetune')
 STEP3 = osp.join(REPO, 'configs', 'dap')
 LEAVES = sorted(glob.glob(osp.join(FINETUNE, '*.py')))
-FULL = [f'faster-rcnn_{b}_fpn_{k}-{p}_{d}.py' for b, k, p, d in
-        itertools.product(('r50', 'r101'), ('dap', 'cls'), ('in1k', 'in22k'),
-                          ('14e_voc07', '14e_voc0712', '1x_coco'))]
-FEWSHOT = [f'faster-rcnn_r50_fpn_{k}-{p}_fewshot_{d}.py' for k, p, d in
-           itertools.product(('dap', 'cls'), ('in1k', 'in22k'),
-                             ('voc07', 'coco'))]
+FULL = [
+    f'faster-rcnn_{b}_fpn_{k}-{p}_{d}.py'
+    for b, k, p, d in itertools.product(('r50', 'r101'), ('dap', 'cls'), (
+        'in1k', 'in22k'), ('14e_voc07', '14e_voc0712', '1x_coco'))
+]
+FEWSHOT = [
+    f'faster-rcnn_r50_fpn_{k}-{p}_fewshot_{d}.py'
+    for k, p, d in itertools.product(('dap', 'cls'), ('in1k',
+                                                      'in22k'), ('voc07',
+                                                                 'coco'))
+]
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -79,8 +83,8 @@ def test_leaf_matches_step4_and_its_pretraining(name):
     cfg = _load(name)
     backbone, kind, pretrain, dataset = _parts(name)
     model = cfg.model
-    assert cfg.custom_imports == dict(imports=['projects.dap.dap'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(
+        imports=['projects.dap.dap'], allow_failed_imports=False)
     assert cfg.runner_type == 'DetectorTransferRunner'
     assert_original_defaults(model)
     assert model.backbone.depth == int(backbone[1:])
@@ -106,28 +110,32 @@ def test_leaf_matches_step4_and_its_pretraining(name):
         # the MSRA Caffe ResNet; IN-22K: the 22K classifier)
         assert cfg.load_from is None
         assert model.backbone.init_cfg == step3.model.backbone.init_cfg
-        assert model.backbone.style == {'in1k': 'caffe',
-                                        'in22k': 'pytorch'}[pretrain]
+        assert model.backbone.style == {
+            'in1k': 'caffe',
+            'in22k': 'pytorch'
+        }[pretrain]
     optim = cfg.optim_wrapper.optimizer
     assert optim.type == 'SGD' and optim.momentum == 0.9
     assert optim.weight_decay == {'in1k': 1e-4, 'in22k': 1e-5}[pretrain]
-    assert cfg.optim_wrapper.paramwise_cfg == dict(bias_lr_mult=2.,
-                                                   bias_decay_mult=0.)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(
+        bias_lr_mult=2., bias_decay_mult=0.)
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
     assert cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
     # 2000 proposals per GPU batch of 2 images (FPN_POST_NMS_PER_BATCH)
     assert model.train_cfg.rpn_proposal.max_per_img == 1000
     # the fine-tune yamls set no warm-up: maskrcnn-benchmark's 1/3 over 500
     assert cfg.param_scheduler[0] == dict(
-        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0,
-        end=500)
+        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0, end=500)
 
     steps = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR']
     assert len(steps) == 1 and steps[0].gamma == 0.1
-    scales = [t.scale for t in cfg.train_dataloader.dataset.get(
-        'pipeline', cfg.train_pipeline) if t.type == 'Resize'] + [
-            t.scale for t in cfg.test_dataloader.dataset.pipeline
-            if t.type == 'Resize']
+    scales = [
+        t.scale for t in cfg.train_dataloader.dataset.get(
+            'pipeline', cfg.train_pipeline) if t.type == 'Resize'
+    ] + [
+        t.scale
+        for t in cfg.test_dataloader.dataset.pipeline if t.type == 'Resize'
+    ]
     if 'voc' in dataset:
         assert model.roi_head.bbox_head.num_classes == 20
         assert optim.lr == 0.01
@@ -135,8 +143,8 @@ def test_leaf_matches_step4_and_its_pretraining(name):
         assert steps[0].milestones == [10] and steps[0].end == 14
         assert scales == [(1066, 640), (1066, 640)]  # short 640, long 1066
         evaluator = cfg.test_evaluator
-        assert (evaluator.type, evaluator.metric, evaluator.eval_mode) == (
-            'VOCMetric', 'mAP', '11points')
+        assert (evaluator.type, evaluator.metric,
+                evaluator.eval_mode) == ('VOCMetric', 'mAP', '11points')
         test = cfg.test_dataloader.dataset
         assert test.ann_file == 'VOC2007/ImageSets/Main/test.txt'
         assert test.data_prefix == dict(sub_data_root='VOC2007/')
@@ -176,8 +184,9 @@ def test_leaf_matches_step4_and_its_pretraining(name):
             assert cfg.val_evaluator.iou_thrs[0] == 0.5
             assert len(cfg.val_evaluator.iou_thrs) == 10
             assert cfg.test_evaluator == cfg.val_evaluator
-        full = _load(name.replace('fewshot_voc07', '14e_voc07').replace(
-            'fewshot_coco', '1x_coco'))
+        full = _load(
+            name.replace('fewshot_voc07',
+                         '14e_voc07').replace('fewshot_coco', '1x_coco'))
         assert cfg.model == full.model and cfg.load_from == full.load_from
     else:
         assert 'fewshot' not in cfg
@@ -185,8 +194,9 @@ def test_leaf_matches_step4_and_its_pretraining(name):
 
 def test_every_model_builds():
     """Leaves whose model dicts are equal build once."""
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
     import projects.dap.dap  # noqa: F401
     init_default_scope('mmdet')
     built = {}
@@ -205,8 +215,9 @@ def test_every_model_builds():
                        for p in model.backbone.conv1.parameters())
         assert not any(p.requires_grad
                        for p in model.backbone.layer1.parameters())
-        assert not any(p.requires_grad for n, p in
-                       model.backbone.named_parameters() if '.bn' in n)
+        assert not any(p.requires_grad
+                       for n, p in model.backbone.named_parameters()
+                       if '.bn' in n)
         assert all(p.requires_grad
                    for p in model.backbone.layer2[0].conv1.parameters())
     # r50/r101 x VOC/COCO x IN-1K (Caffe) / IN-22K (PyTorch style)
@@ -226,8 +237,11 @@ def test_classifier_keys_load_into_the_detector_backbone():
 
 # The DAP poster's numbers (Faster R-CNN R50-FPN), as in the reference.
 PAPER_FULL = {  # (kind, pre-training): (VOC07 test AP50, COCO val box AP)
-    ('cls', 'in1k'): (77.36, 36.73), ('dap', 'in1k'): (79.93, 37.25),
-    ('cls', 'in22k'): (80.74, 38.87), ('dap', 'in22k'): (84.24, 39.57)}
+    ('cls', 'in1k'): (77.36, 36.73),
+    ('dap', 'in1k'): (79.93, 37.25),
+    ('cls', 'in22k'): (80.74, 38.87),
+    ('dap', 'in22k'): (84.24, 39.57)
+}
 PAPER_FEWSHOT = {  # k = 5, 10, 20, 50, 100
     ('cls', 'in1k', 'voc07'): [26.7, 40.8, 52.8, 63.3, 70.6],
     ('dap', 'in1k', 'voc07'): [40.1, 52.0, 60.5, 67.9, 71.8],
@@ -236,7 +250,8 @@ PAPER_FEWSHOT = {  # k = 5, 10, 20, 50, 100
     ('cls', 'in1k', 'coco'): [7.1, 9.9, 13.3, 16.7, 19.6],
     ('dap', 'in1k', 'coco'): [9.8, 12.2, 14.5, 17.6, 20.5],
     ('cls', 'in22k', 'coco'): [8.4, 12.4, 15.9, 20.1, 23.9],
-    ('dap', 'in22k', 'coco'): [13.1, 15.5, 18.3, 21.7, 25.2]}
+    ('dap', 'in22k', 'coco'): [13.1, 15.5, 18.3, 21.7, 25.2]
+}
 
 
 def test_metafile_links_models_and_marks_paper_numbers():
@@ -271,8 +286,11 @@ def test_metafile_links_models_and_marks_paper_numbers():
             assert name not in parents and 'classifier' in pre
         results = model['Results'] or []
         # mmdet's metric names; only the paper's numbers, said so in Notes
-        metrics = {(r['Dataset'], k): v for r in results
-                   for k, v in r['Metrics'].items()}
+        metrics = {
+            (r['Dataset'], k): v
+            for r in results
+            for k, v in r['Metrics'].items()
+        }
         assert (not results) == ('Notes' not in model), name
         if results:
             assert "the DAP paper's numbers" in model['Notes'], name
@@ -280,11 +298,14 @@ def test_metafile_links_models_and_marks_paper_numbers():
         metric = 'AP50' if dataset == 'voc07' else 'box AP'
         if 'fewshot' in name:
             expected = PAPER_FEWSHOT[(kind, pretrain, dataset)]
-            assert metrics == {(f'{data} ({k}-shot)', metric): v for k, v in
-                               zip(DEFAULT_SHOTS, expected)}
+            assert metrics == {
+                (f'{data} ({k}-shot)', metric): v
+                for k, v in zip(DEFAULT_SHOTS, expected)
+            }
         elif backbone == 'r50' and dataset in ('voc07', 'coco'):
             column = 0 if dataset == 'voc07' else 1
             assert metrics == {
-                (data, metric): PAPER_FULL[(kind, pretrain)][column]}
+                (data, metric): PAPER_FULL[(kind, pretrain)][column]
+            }
         else:  # no paper number for R101 or VOC0712
             assert metrics == {}

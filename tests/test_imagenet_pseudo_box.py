@@ -15,16 +15,22 @@ from mmengine.registry import init_default_scope
 
 from projects.dap.dap import (BoxFileError, PseudoBoxFile,
                               image_list_fingerprint, write_box_file)
-from projects.dap.dap.datasets import ImageNetPseudoBoxDataset
-from projects.dap.dap.datasets import image_list
+from projects.dap.dap.datasets import ImageNetPseudoBoxDataset, image_list
 from projects.dap.dap.datasets import imagenet_pseudo_box as ipb
 
 WNIDS = ('n01440764', 'n01443537', 'n01484850')
 
 
-def make_imagenet(root, wnids=WNIDS, per_class=3, failed=(), seed=0,
-                  num_classes=None, box_file='pseudo_boxes/boxes.dapbox',
-                  ann_file='meta/train.txt', labels=None, classes=True):
+def make_imagenet(root,
+                  wnids=WNIDS,
+                  per_class=3,
+                  failed=(),
+                  seed=0,
+                  num_classes=None,
+                  box_file='pseudo_boxes/boxes.dapbox',
+                  ann_file='meta/train.txt',
+                  labels=None,
+                  classes=True):
     """mmpretrain ImageNet layout + a box file made for its list.
 
     ``train/<wnid>/<wnid>_<i>.JPEG`` (64-128 px), ``meta/train.txt`` and a
@@ -71,11 +77,25 @@ def make_imagenet(root, wnids=WNIDS, per_class=3, failed=(), seed=0,
     if classes:
         meta['classes'] = [f'class_{c}' for c in range(num_classes)]
     path = osp.join(root, box_file)
-    write_box_file(path, keys, sizes, labels, boxes, scores,
-                   [np.full(len(s), 0.2) for s in scores], meta,
-                   failed={i: 'unreadable' for i in failed}, overwrite=True)
-    return dict(keys=keys, sizes=sizes, labels=labels, boxes=boxes,
-                scores=scores, status=status, path=path)
+    write_box_file(
+        path,
+        keys,
+        sizes,
+        labels,
+        boxes,
+        scores, [np.full(len(s), 0.2) for s in scores],
+        meta,
+        failed={i: 'unreadable'
+                for i in failed},
+        overwrite=True)
+    return dict(
+        keys=keys,
+        sizes=sizes,
+        labels=labels,
+        boxes=boxes,
+        scores=scores,
+        status=status,
+        path=path)
 
 
 def build(root, **kwargs):
@@ -117,8 +137,8 @@ def test_samples_equal_box_file_and_failed_are_skipped(imagenet):
     for idx, row in enumerate(ok):
         data = ds.get_data_info(idx)
         assert data['img_id'] == row
-        assert data['img_path'] == osp.join(str(root), 'train',
-                                            info['keys'][row])
+        assert data['img_path'] == osp.join(
+            str(root), 'train', info['keys'][row])
         assert (data['width'], data['height']) == info['sizes'][row]
         got = np.array([i['bbox'] for i in data['instances']])
         np.testing.assert_array_equal(got, box.boxes_of(row)[0])
@@ -150,8 +170,8 @@ def test_folder_names_are_classes_when_box_file_has_none(tmp_path):
     assert build(tmp_path).metainfo['classes'] == ('0', '1', '2')
 
 
-def test_streamed_fingerprint_equals_box_file_definition(tmp_path,
-                                                         monkeypatch):
+def test_streamed_fingerprint_equals_box_file_definition(
+        tmp_path, monkeypatch):
     keys = [f'n0{i % 3}/img_{i}.JPEG' for i in range(50)]
     labels = [i % 3 for i in range(50)]
     digest = ipb._ImageListDigest(50, 3)
@@ -228,8 +248,11 @@ def test_options_agnostic_cap_min_size_and_redraw(tmp_path):
 
     ds = build(root, class_agnostic=True)
     assert ds.metainfo['classes'] == ('object', )
-    assert {i['bbox_label'] for n in range(len(ds))
-            for i in ds.get_data_info(n)['instances']} == {0}
+    assert {
+        i['bbox_label']
+        for n in range(len(ds))
+        for i in ds.get_data_info(n)['instances']
+    } == {0}
 
     ds = build(root, max_boxes_per_image=1)
     for n in range(len(ds)):
@@ -245,8 +268,7 @@ def test_options_agnostic_cap_min_size_and_redraw(tmp_path):
         wide = ((boxes[:, 2] - boxes[:, 0]) >= size) & \
             ((boxes[:, 3] - boxes[:, 1]) >= size)
         got = [i['bbox'] for i in ds.get_data_info(n)['instances']]
-        np.testing.assert_array_equal(np.reshape(got, (-1, 4)),
-                                      boxes[wide])
+        np.testing.assert_array_equal(np.reshape(got, (-1, 4)), boxes[wide])
         kept_any |= bool(wide.any())
         if not wide.any():  # no box left: training draws another image
             assert ds.prepare_data(n) is None
@@ -275,13 +297,13 @@ def test_lazy_pickle_subset_and_indices(imagenet):
 
 def test_22k_class_count_without_22k_images(tmp_path):
     labels = [0, 10000, 21840, 5, 6, 7, 21839, 1, 2]
-    info = make_imagenet(str(tmp_path), num_classes=21841, labels=labels,
-                         classes=False)
+    info = make_imagenet(
+        str(tmp_path), num_classes=21841, labels=labels, classes=False)
     ds = build(tmp_path)
     assert len(ds.metainfo['classes']) == 21841
     for i in range(9):
-        assert {x['bbox_label'] for x in ds.get_data_info(i)['instances']
-                } == {labels[i]}
+        assert {x['bbox_label']
+                for x in ds.get_data_info(i)['instances']} == {labels[i]}
     assert PseudoBoxFile.open(info['path']).num_classes == 21841
 
 
@@ -292,18 +314,24 @@ def test_aspect_ratio_sampler_and_dataloader(imagenet):
     from mmengine.dataset import DefaultSampler, pseudo_collate
     init_default_scope('mmdet')
     root, info = imagenet
-    ds = build(root, pipeline=[
-        dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='LoadImageRandomChoiceResize', scales=[(1333, 48)],
-             keep_ratio=True),
-        dict(type='RandomFlip', prob=0.),
-        dict(type='PackDetInputs'),
-    ])
+    ds = build(
+        root,
+        pipeline=[
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(
+                type='LoadImageRandomChoiceResize',
+                scales=[(1333, 48)],
+                keep_ratio=True),
+            dict(type='RandomFlip', prob=0.),
+            dict(type='PackDetInputs'),
+        ])
     batches = list(
         AspectRatioBatchSampler(DefaultSampler(ds, shuffle=False), 2))
     for batch in batches:
-        tall = {ds.get_data_info(i)['width'] < ds.get_data_info(i)['height']
-                for i in batch}
+        tall = {
+            ds.get_data_info(i)['width'] < ds.get_data_info(i)['height']
+            for i in batch
+        }
         assert len(tall) == 1 or len(batch) == 1
     loader = torch.utils.data.DataLoader(
         ds, batch_size=3, collate_fn=pseudo_collate, num_workers=1)
@@ -320,7 +348,9 @@ def test_aspect_ratio_sampler_and_dataloader(imagenet):
             expected[:, 0::2] = expected[:, 0::2].clip(0, sample.img_shape[1])
             expected[:, 1::2] = expected[:, 1::2].clip(0, sample.img_shape[0])
             np.testing.assert_allclose(
-                sample.gt_instances.bboxes.numpy(), expected, rtol=1e-5,
+                sample.gt_instances.bboxes.numpy(),
+                expected,
+                rtol=1e-5,
                 atol=1e-4)
             assert set(sample.gt_instances.labels.tolist()) == \
                 {info['labels'][row]}

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, free_port
 
 HELPERS = osp.join(REPO, 'tests', 'helpers')
@@ -26,8 +25,9 @@ ODD_KEYS = ['n0/a b.JPEG', 'n1/ünïcödé_日本.JPEG', 'n1/x.png', 'n2/sub/y.j
 
 
 def _list_lines(n=40, classes=5):
-    lines = [f'n{i % classes}/img_{i:03d}.JPEG {i % classes}'
-             for i in range(n)]
+    lines = [
+        f'n{i % classes}/img_{i:03d}.JPEG {i % classes}' for i in range(n)
+    ]
     for j, key in enumerate(ODD_KEYS):
         lines.insert(3 * j + 1, f'{key} {j % classes}')
     return lines
@@ -81,8 +81,10 @@ def test_class_folders_same_as_mmpretrain(tmp_path):
 
     from projects.dap.dap.datasets import IndexedImageNet21k
     root = tmp_path / 'train'
-    for key in ['b/2.JPEG', 'b/1.jpg', 'a/é z.png', 'a/sub/3.JPEG',
-                'a/notes.txt', 'c/4.JPEG']:
+    for key in [
+            'b/2.JPEG', 'b/1.jpg', 'a/é z.png', 'a/sub/3.JPEG', 'a/notes.txt',
+            'c/4.JPEG'
+    ]:
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(b'')
     ref = ImageNet21k(data_prefix=str(root))
@@ -117,8 +119,8 @@ def test_vectorised_parser_equals_line_by_line(tmp_path, monkeypatch):
             for a, b in zip(f[1:], s[1:]):
                 np.testing.assert_array_equal(a, b)
         keys = b''.join(f[0] for f in fast).split(b'\n')[:-1]
-        assert [k.decode() for k in keys] == [
-            line.rsplit(' ', 1)[0] for line in lines]
+        assert [k.decode()
+                for k in keys] == [line.rsplit(' ', 1)[0] for line in lines]
         labels = np.concatenate([f[2] for f in fast])
         assert labels.tolist() == [int(x.rsplit(' ', 1)[1]) for x in lines]
 
@@ -163,8 +165,8 @@ def test_index_reused_rebuilt_when_list_changes(tmp_path):
     ds = IndexedImageNet21k(data_root=root, split='train')
     assert ds.get_data_info(len(lines) - 1)['gt_label'] == 3
     assert os.stat(keys_bin).st_ino != inode
-    assert sorted(os.listdir(osp.dirname(ann))) == ['train.txt',
-                                                    'train.txt.dapindex']
+    assert sorted(os.listdir(
+        osp.dirname(ann))) == ['train.txt', 'train.txt.dapindex']
 
 
 _KILLED_BUILD = """
@@ -184,13 +186,15 @@ image_list.build_ann_index(sys.argv[1], sys.argv[1] + '.dapindex', progress)
 def test_killed_index_build_then_rerun_gives_the_same_index(tmp_path):
     from projects.dap.dap.datasets import image_list
     ann = tmp_path / 'meta' / 'train.txt'
-    _write(str(ann), [f'n{i % 7}/img_{i:05d}.JPEG {i % 7}'
-                      for i in range(2000)])
+    _write(
+        str(ann), [f'n{i % 7}/img_{i:05d}.JPEG {i % 7}' for i in range(2000)])
     marker = tmp_path / 'building'
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen(
-        [sys.executable, '-c', _KILLED_BUILD, str(ann), str(marker)],
-        env=env, start_new_session=True)
+        [sys.executable, '-c', _KILLED_BUILD,
+         str(ann), str(marker)],
+        env=env,
+        start_new_session=True)
     try:
         deadline = time.time() + 120
         while not marker.exists() and time.time() < deadline and \
@@ -241,19 +245,25 @@ def test_blank_lines_skipped_missing_list_is_an_error(tmp_path):
     ds = IndexedImageNet21k(data_root=str(tmp_path), split='train')
     assert [s['gt_label'] for s in _samples(ds)] == [0, 1]
     with pytest.raises(ImageListError, match='does not exist'):
-        IndexedImageNet21k(data_root=str(tmp_path),
-                           ann_file='meta/val.txt')
+        IndexedImageNet21k(data_root=str(tmp_path), ann_file='meta/val.txt')
 
 
 def _probe(folder_pattern, world=2):
-    env = dict(os.environ, PYTHONPATH=REPO, MASTER_ADDR='127.0.0.1',
-               MASTER_PORT=str(free_port()), WORLD_SIZE=str(world))
+    env = dict(
+        os.environ,
+        PYTHONPATH=REPO,
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(free_port()),
+        WORLD_SIZE=str(world))
     procs = [
-        subprocess.Popen(
-            [sys.executable, osp.join(HELPERS, 'shared_storage_probe.py'),
-             folder_pattern], env=dict(env, RANK=str(r)),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for r in range(world)
+        subprocess.Popen([
+            sys.executable,
+            osp.join(HELPERS, 'shared_storage_probe.py'), folder_pattern
+        ],
+                         env=dict(env, RANK=str(r)),
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT,
+                         text=True) for r in range(world)
     ]
     return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
 
@@ -282,21 +292,39 @@ def test_progress_over_ranks_and_eta(tmp_path, monkeypatch):
     lines = []
     monkeypatch.setattr(cam_box_progress, 'print_log',
                         lambda msg, **kwargs: lines.append(msg))
-    prog = GenerationProgress(str(tmp_path), 0, 2, num_images=1000,
-                              done_before=100, todo=450, interval_s=3600)
+    prog = GenerationProgress(
+        str(tmp_path),
+        0,
+        2,
+        num_images=1000,
+        done_before=100,
+        todo=450,
+        interval_s=3600)
     prog.update(50)
     prog.start -= 10.  # 50 images in 10 s on rank 0: 80 s left
     prog.log()
     assert 'ETA unknown until rank(s) [1] report' in lines[-1]
     with open(tmp_path / 'rank-00001.json', 'w') as f:
-        json.dump(dict(token=prog.token, rank=1, host='nodeB', done=90,
-                       todo=450, elapsed=10.), f)  # 40 s left
+        json.dump(
+            dict(
+                token=prog.token,
+                rank=1,
+                host='nodeB',
+                done=90,
+                todo=450,
+                elapsed=10.), f)  # 40 s left
     prog.log()
     assert 'CAM boxes: 240 / 1,000 images done (24.0%; 100 by earlier ' \
         'runs), 14.0 images/s on 2 of 2 ranks, ETA 0:01:20 (slowest: ' \
         'rank 0' in lines[-1]
     with open(tmp_path / 'rank-00001.json', 'w') as f:  # an older run
-        json.dump(dict(token='other', rank=1, host='nodeB', done=90,
-                       todo=450, elapsed=10.), f)
+        json.dump(
+            dict(
+                token='other',
+                rank=1,
+                host='nodeB',
+                done=90,
+                todo=450,
+                elapsed=10.), f)
     prog.log()
     assert '150 / 1,000' in lines[-1] and 'ETA unknown' in lines[-1]

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.skipif(
 def install() -> str:
     env = dict(os.environ, DAP_VENV=str(VENV))
     proc = subprocess.run(['bash', str(ROOT / 'tools' / 'install.sh')],
-                          env=env, cwd=ROOT, capture_output=True, text=True,
+                          env=env,
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
                           timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -11,9 +11,8 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-
 from conftest import REPO
+from mmengine.config import Config
 
 SHARED = osp.join(REPO, 'configs', '_base_', 'models',
                   'faster-rcnn_r50_fpn_dap.py')
@@ -23,10 +22,10 @@ def assert_original_defaults(model):
     """What every DAP and CLS detector shares with the original's."""
     rpn, roi = model.rpn_head, model.roi_head
     # smooth L1 box losses: beta 1/9 in the RPN, 1 in the box head
-    assert rpn.loss_bbox == dict(type='SmoothL1Loss', beta=1.0 / 9.0,
-                                 loss_weight=1.0)
-    assert roi.bbox_head.loss_bbox == dict(type='SmoothL1Loss', beta=1.0,
-                                           loss_weight=1.0)
+    assert rpn.loss_bbox == dict(
+        type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)
+    assert roi.bbox_head.loss_bbox == dict(
+        type='SmoothL1Loss', beta=1.0, loss_weight=1.0)
     # unaligned RoIAlign (maskrcnn-benchmark's has no half-pixel shift)
     assert roi.bbox_roi_extractor.roi_layer.aligned is False
     assert roi.bbox_roi_extractor.roi_layer.output_size == 7
@@ -36,8 +35,13 @@ def assert_original_defaults(model):
     assert model.train_cfg.rpn.assigner.min_pos_iou == 1e-6
     assert model.train_cfg.rpn.assigner.match_low_quality is True
     # Caffe2 XavierFill for the FPN and the box head's shared FCs
-    c2 = dict(type='Kaiming', a=1, mode='fan_in', nonlinearity='leaky_relu',
-              distribution='uniform', bias=0)
+    c2 = dict(
+        type='Kaiming',
+        a=1,
+        mode='fan_in',
+        nonlinearity='leaky_relu',
+        distribution='uniform',
+        bias=0)
     assert model.neck.init_cfg == dict(layer='Conv2d', **c2)
     assert model.roi_head.bbox_head.init_cfg[0] == dict(
         override=dict(name='shared_fcs'), **c2)
@@ -56,9 +60,10 @@ def test_shared_base_holds_the_defaults():
 
 @pytest.fixture(scope='module')
 def built():
-    import projects.dap.dap  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import projects.dap.dap  # noqa: F401
     cfg = Config.fromfile(SHARED)
     cfg.model.backbone.init_cfg = None
     cfg.model.roi_head.bbox_head.num_classes = 20
@@ -99,8 +104,9 @@ def test_losses_and_roi_align_act_as_configured(built):
     assert isinstance(built.roi_head.bbox_head.loss_bbox, SmoothL1Loss)
     assert built.roi_head.bbox_head.loss_bbox.beta == 1.0
     layers = built.roi_head.bbox_roi_extractor.roi_layers
-    assert all(isinstance(r, RoIAlign) and r.aligned is False
-               and r.sampling_ratio == 2 for r in layers)
+    assert all(
+        isinstance(r, RoIAlign) and r.aligned is False
+        and r.sampling_ratio == 2 for r in layers)
     # unaligned: a 1x1 RoI over one cell of a ramp samples the ramp at
     # the cell's corner-based coordinates, not shifted by half a pixel
     feat = torch.arange(8.).repeat(8, 1)[None, None]  # value = x

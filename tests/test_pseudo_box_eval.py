@@ -5,9 +5,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from conftest import REPO, run_tool
 
 from projects.dap.dap.box_file import write_box_file
-from conftest import REPO, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'eval_pseudo_boxes.py')
 
@@ -58,30 +58,50 @@ EXPECTED = {
 def box_file(tmp_path_factory):
     root = tmp_path_factory.mktemp('eval')
     keys = list(PRED)
-    boxes = [np.zeros((0, 4)) if PRED[k] is None else PRED[k][0]
-             for k in keys]
+    boxes = [np.zeros((0, 4)) if PRED[k] is None else PRED[k][0] for k in keys]
     scores = [np.zeros(0) if PRED[k] is None else PRED[k][1] for k in keys]
     thr = [np.full(len(s), 0.2) for s in scores]
     labels = [0 if PRED[k] is not None else -1 for k in keys]
     path = root / 'boxes.dapbox'
-    write_box_file(path, keys, [(100, 100)] * len(keys), labels, boxes,
-                   scores, thr, meta={'num_classes': 2},
-                   failed={3: 'cannot decode image'})
+    write_box_file(
+        path,
+        keys, [(100, 100)] * len(keys),
+        labels,
+        boxes,
+        scores,
+        thr,
+        meta={'num_classes': 2},
+        failed={3: 'cannot decode image'})
     return path
 
 
 def _coco(path):
     images, anns = [], []
     for i, (name, boxes) in enumerate(GT.items()):
-        images.append({'id': i + 1, 'file_name': name, 'width': 100,
-                       'height': 100})
+        images.append({
+            'id': i + 1,
+            'file_name': name,
+            'width': 100,
+            'height': 100
+        })
         for x1, y1, x2, y2 in boxes:
-            anns.append({'id': len(anns) + 1, 'image_id': i + 1,
-                         'category_id': 1, 'iscrowd': 0,
-                         'bbox': [x1, y1, x2 - x1, y2 - y1],
-                         'area': (x2 - x1) * (y2 - y1)})
-    path.write_text(json.dumps({'images': images, 'annotations': anns,
-                                'categories': [{'id': 1, 'name': 'x'}]}))
+            anns.append({
+                'id': len(anns) + 1,
+                'image_id': i + 1,
+                'category_id': 1,
+                'iscrowd': 0,
+                'bbox': [x1, y1, x2 - x1, y2 - y1],
+                'area': (x2 - x1) * (y2 - y1)
+            })
+    path.write_text(
+        json.dumps({
+            'images': images,
+            'annotations': anns,
+            'categories': [{
+                'id': 1,
+                'name': 'x'
+            }]
+        }))
     return path
 
 
@@ -115,8 +135,9 @@ def _check(res):
 
 def test_eval_tool_coco_matches_hand_computed(box_file, tmp_path):
     out = tmp_path / 'res.json'
-    proc = run_tool([TOOL, box_file, _coco(tmp_path / 'gt.json'), '--out',
-                     out])
+    proc = run_tool(
+        [TOOL, box_file,
+         _coco(tmp_path / 'gt.json'), '--out', out])
     _check(json.loads(out.read_text()))
     # the printed table shows the same numbers (percent)
     assert '| gt_known_acc@0.5' in proc.stdout
@@ -127,8 +148,11 @@ def test_eval_tool_coco_matches_hand_computed(box_file, tmp_path):
 def test_eval_voc_xml_folder_matches_hand_computed(box_file, tmp_path):
     tool = _load_tool()
     out = tmp_path / 'res.json'
-    assert tool.main([str(box_file), str(_voc(tmp_path / 'Annotations')),
-                      '--out', str(out)]) == 0
+    assert tool.main([
+        str(box_file),
+        str(_voc(tmp_path / 'Annotations')), '--out',
+        str(out)
+    ]) == 0
     _check(json.loads(out.read_text()))
 
 
@@ -139,8 +163,14 @@ def test_eval_bad_inputs_are_clear_errors(box_file, tmp_path, capsys):
     assert tool.main([str(box_file), str(empty)]) == 1
     assert 'no .xml files' in capsys.readouterr().err
     other = tmp_path / 'other.json'
-    other.write_text(json.dumps({'images': [{'id': 1, 'file_name': 'q.jpg'}],
-                                 'annotations': []}))
+    other.write_text(
+        json.dumps({
+            'images': [{
+                'id': 1,
+                'file_name': 'q.jpg'
+            }],
+            'annotations': []
+        }))
     assert tool.main([str(box_file), str(other)]) == 1
     assert 'no image of the box file' in capsys.readouterr().err
     assert tool.main([str(tmp_path / 'missing.dapbox'), str(other)]) == 1
@@ -154,8 +184,11 @@ def test_eval_plot_curves_match_hand_computed(box_file, tmp_path):
     1; best IoUs of the 6 GT boxes: 1, 0.667, 0, 0.25, 0 (failed), 1.
     """
     png = tmp_path / 'plots' / 'curves.png'
-    proc = run_tool([TOOL, box_file, _coco(tmp_path / 'gt.json'), '--plot',
-                     png, '--out', tmp_path / 'res.json'])
+    proc = run_tool([
+        TOOL, box_file,
+        _coco(tmp_path / 'gt.json'), '--plot', png, '--out',
+        tmp_path / 'res.json'
+    ])
     assert f'wrote {png}' in proc.stdout
     data = json.loads((tmp_path / 'plots' / 'curves.json').read_text())
     thr = data['iou_thresholds']

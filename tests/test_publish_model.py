@@ -5,9 +5,8 @@ import os.path as osp
 import re
 
 import torch
-from torch import nn
-
 from conftest import REPO, run_tool
+from torch import nn
 
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'publish_model.py')
 
@@ -44,12 +43,10 @@ def _training_checkpoint(work_dir):
             sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=dict(type='default_collate'),
             batch_size=4),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1,
-                                          momentum=0.9)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', milestones=[1]),
         train_cfg=dict(by_epoch=True, max_epochs=1),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=1)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
         default_scope='mmengine')
     runner.train()
     return osp.join(str(work_dir), 'epoch_1.pth')
@@ -120,7 +117,7 @@ def test_publish_bad_input_writes_nothing(tmp_path, capfd):
     class Evil:
 
         def __reduce__(self):
-            return (os.system, ('echo pwned',))
+            return (os.system, ('echo pwned', ))
 
     evil = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': Evil()}, evil)
@@ -128,5 +125,5 @@ def test_publish_bad_input_writes_nothing(tmp_path, capfd):
     captured = capfd.readouterr()
     assert 'weights_only' in captured.err
     assert 'pwned' not in captured.out + captured.err
-    assert sorted(os.listdir(tmp_path)) == ['evil.pth', 'list.pth',
-                                            'strings.pth']
+    assert sorted(
+        os.listdir(tmp_path)) == ['evil.pth', 'list.pth', 'strings.pth']

@@ -33,15 +33,17 @@ def smooth_image(w, h, seed=0):
 
 
 def write_jpeg(path, w, h, seed=0):
-    cv2.imwrite(str(path), smooth_image(w, h, seed),
-                [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(
+        str(path), smooth_image(w, h, seed), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return str(path)
 
 
 def info(path, w, h, box=(10.5, 12.25, 40., 47.5)):
-    return dict(img_path=str(path), width=w, height=h,
-                instances=[dict(bbox=list(box), bbox_label=0,
-                                ignore_flag=0)])
+    return dict(
+        img_path=str(path),
+        width=w,
+        height=h,
+        instances=[dict(bbox=list(box), bbox_label=0, ignore_flag=0)])
 
 
 def pipelines(scales=DAP_SCALES, flip=0.5, **kwargs):
@@ -50,13 +52,15 @@ def pipelines(scales=DAP_SCALES, flip=0.5, **kwargs):
     flip = dict(type='RandomFlip', prob=flip)
     stock = Compose([
         dict(type='LoadImageFromFile'), ann,
-        dict(type='RandomChoiceResize', scales=scales, keep_ratio=True),
-        flip
+        dict(type='RandomChoiceResize', scales=scales, keep_ratio=True), flip
     ])
     ours = Compose([
         ann,
-        dict(type='LoadImageRandomChoiceResize', scales=scales,
-             keep_ratio=True, **kwargs), flip
+        dict(
+            type='LoadImageRandomChoiceResize',
+            scales=scales,
+            keep_ratio=True,
+            **kwargs), flip
     ])
     return stock, ours
 
@@ -119,10 +123,11 @@ def test_same_sizes_boxes_and_meta_as_stock(tmp_path, backend):
                 assert diff.max() == 0
             elif backend == 'turbojpeg':  # libjpeg-turbo: cv2's pixels
                 f = b['decode_factor']
-                ref = cv2.imdecode(np.fromfile(path, np.uint8),
-                                   getattr(cv2, f'IMREAD_REDUCED_COLOR_{f}'))
-                ref = cv2.resize(ref, b['img_shape'][::-1],
-                                 interpolation=cv2.INTER_LINEAR)
+                ref = cv2.imdecode(
+                    np.fromfile(path, np.uint8),
+                    getattr(cv2, f'IMREAD_REDUCED_COLOR_{f}'))
+                ref = cv2.resize(
+                    ref, b['img_shape'][::-1], interpolation=cv2.INTER_LINEAR)
                 if b['flip']:
                     ref = ref[:, ::-1]
                 np.testing.assert_array_equal(b['img'], ref)
@@ -143,8 +148,8 @@ def test_png_named_jpeg_grayscale_and_cmyk(tmp_path):
     img = smooth_image(400, 300)
     png = tmp_path / 'really_a_png.JPEG'
     cv2.imwrite(str(png) + '.png', img)
-    (tmp_path / 'really_a_png.JPEG').write_bytes(
-        open(str(png) + '.png', 'rb').read())
+    (tmp_path /
+     'really_a_png.JPEG').write_bytes(open(str(png) + '.png', 'rb').read())
     a, b = run_both(stock, ours, info(png, 400, 300), 0)
     assert_same_geometry(a, b)
     assert b['decode_factor'] == 1  # detected by content, decoded fully
@@ -156,8 +161,8 @@ def test_png_named_jpeg_grayscale_and_cmyk(tmp_path):
     Image.fromarray(img[..., ::-1]).convert('CMYK').save(cmyk, quality=90)
     for path in (gray, cmyk):
         for backend in ('turbojpeg', 'cv2', 'pillow'):
-            stock, ours = pipelines(scales=[(1333, 96)], flip=0.,
-                                    decode_backend=backend)
+            stock, ours = pipelines(
+                scales=[(1333, 96)], flip=0., decode_backend=backend)
             a, b = run_both(stock, ours, info(path, 400, 300), 0)
             assert_same_geometry(a, b)
             assert b['img'].shape == (96, 128, 3)
@@ -174,8 +179,8 @@ def test_exif_rotated_jpeg_matches_stock(tmp_path, backend):
     exif[0x0112] = 6  # rotate 90: the image is 400 wide, 640 high
     path = tmp_path / 'rotated.JPEG'
     raw.save(path, quality=90, exif=exif.tobytes())
-    stock, ours = pipelines(scales=[(1333, 96)], flip=0.,
-                            decode_backend=backend)
+    stock, ours = pipelines(
+        scales=[(1333, 96)], flip=0., decode_backend=backend)
     data = info(path, 400, 640)
     a, b = run_both(stock, ours, data, 0)
     assert a['ori_shape'] == (640, 400)
@@ -206,8 +211,8 @@ def test_bad_files_and_wrong_sizes(tmp_path):
     cut = tmp_path / 'cut.JPEG'
     cut.write_bytes(data[:len(data) * 2 // 3])
     for backend in ('turbojpeg', 'cv2', 'pillow'):
-        _, ours = pipelines(scales=[(1333, 96)], flip=0.,
-                            decode_backend=backend)
+        _, ours = pipelines(
+            scales=[(1333, 96)], flip=0., decode_backend=backend)
         with pytest.raises(OSError, match='cannot decode image .*cut.JPEG'):
             ours(info(cut, 500, 375))
 
@@ -216,11 +221,10 @@ def test_decode_resized_and_options():
     ok, buf = cv2.imencode('.jpg', smooth_image(320, 240))
     img, size, factor = decode_resized(buf.tobytes(), (1333, 60))
     assert size == (240, 320) and factor == 4 and img.shape == (60, 80, 3)
-    rgb, _, _ = decode_resized(buf.tobytes(), (1333, 60),
-                               channel_order='rgb')
+    rgb, _, _ = decode_resized(buf.tobytes(), (1333, 60), channel_order='rgb')
     np.testing.assert_array_equal(rgb, img[..., ::-1])
-    fixed, _, factor = decode_resized(buf.tobytes(), (100, 50),
-                                      keep_ratio=False)
+    fixed, _, factor = decode_resized(
+        buf.tobytes(), (100, 50), keep_ratio=False)
     assert fixed.shape == (50, 100, 3) and factor == 2
     with pytest.raises(ValueError, match='backend'):
         decode_resized(buf.tobytes(), 60, backend='turbo')
@@ -238,8 +242,10 @@ def test_decode_resized_and_options():
 def test_numpy_boxes_are_rescaled_and_clipped(tmp_path):
     path = write_jpeg(tmp_path / 'a.JPEG', 320, 240)
     t = LoadImageRandomChoiceResize(scales=[(1333, 60)])
-    out = t(dict(img_path=path,
-                 gt_bboxes=np.array([[10., 20., 330., 100.]], np.float32)))
+    out = t(
+        dict(
+            img_path=path,
+            gt_bboxes=np.array([[10., 20., 330., 100.]], np.float32)))
     assert out['scale_factor'] == (0.25, 0.25)
     np.testing.assert_allclose(out['gt_bboxes'], [[2.5, 5., 80., 25.]])
     assert osp.basename(out['img_path']) == 'a.JPEG'
@@ -263,8 +269,7 @@ def test_turbojpeg_path_is_taken_for_plain_jpegs_only(tmp_path, monkeypatch):
         open(plain, 'rb').read(), (1333, 96), backend='turbojpeg')
     assert (size, factor, img.shape) == ((375, 500), 2, (96, 128, 3))
     assert calls == [dict(min_height=188, min_width=250)]
-    decode_resized(open(plain, 'rb').read(), (1333, 640),
-                   backend='turbojpeg')
+    decode_resized(open(plain, 'rb').read(), (1333, 640), backend='turbojpeg')
     assert calls[-1] == dict(min_height=0, min_width=0)  # full size
 
     raw = Image.fromarray(smooth_image(64, 48))
@@ -314,8 +319,8 @@ def test_exif_after_other_header_segments_still_goes_to_cv2(tmp_path):
     assert image_decoding._has_exif(moved)
     path = tmp_path / 'late_exif.JPEG'
     path.write_bytes(moved)
-    stock, ours = pipelines(scales=[(1333, 96)], flip=0.,
-                            decode_backend='turbojpeg')
+    stock, ours = pipelines(
+        scales=[(1333, 96)], flip=0., decode_backend='turbojpeg')
     a, b = run_both(stock, ours, info(path, 400, 640), 0)
     assert a['ori_shape'] == (640, 400)
     assert_same_geometry(a, b)

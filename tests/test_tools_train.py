@@ -16,7 +16,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import QUICKSTART, REPO, free_port, run_tool
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -41,7 +40,8 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
         'default_hooks.logger.interval=1',
         'default_hooks.checkpoint.interval=4',
         f'val_evaluator.outfile_prefix={tmp_path / "val"}'
-    ], cwd=shapes_workspace)
+    ],
+                    cwd=shapes_workspace)
     assert (work / 'iter_4.pth').exists(), proc.stdout[-3000:]
     rows = [r for r in _scalars(work) if 'loss' in r]
     # every iteration logged, with the overridden LR (no scheduler)
@@ -54,9 +54,10 @@ def test_train_then_test_with_cfg_options(shapes_workspace, tmp_path):
     val = tmp_path / 'val.bbox.json'
     assert _printed_coco(proc.stdout) == _pycocotools_coco(val_ann, val)
 
-    proc = run_tool([TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir',
-                     tmp_path / 'eval', '--cfg-options',
-                     f'test_evaluator.outfile_prefix={tmp_path / "test"}'],
+    proc = run_tool([
+        TEST, QUICKSTART, work / 'iter_4.pth', '--work-dir', tmp_path / 'eval',
+        '--cfg-options', f'test_evaluator.outfile_prefix={tmp_path / "test"}'
+    ],
                     cwd=shapes_workspace)
     assert 'Load checkpoint from' in proc.stdout
     # the saved weights are the trained ones: the same predictions
@@ -89,8 +90,10 @@ def _pycocotools_coco(ann_file, results_json):
     evaluation.evaluate()
     evaluation.accumulate()
     evaluation.summarize()
-    names = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s',
-             'bbox_mAP_m', 'bbox_mAP_l']
+    names = [
+        'bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m',
+        'bbox_mAP_l'
+    ]
     return {n: round(float(v), 3) for n, v in zip(names, evaluation.stats)}
 
 
@@ -112,12 +115,13 @@ def ground_truth_config(tmp_path):
 PERFECT = {'bbox_mAP': 1.0, 'bbox_mAP_50': 1.0, 'bbox_mAP_75': 1.0}
 
 
-def test_test_tool_scores_ground_truth_as_perfect(
-        shapes_workspace, tmp_path, ground_truth_config):
+def test_test_tool_scores_ground_truth_as_perfect(shapes_workspace, tmp_path,
+                                                  ground_truth_config):
     """A known answer: the ground truth as predictions has COCO mAP 1."""
     config, ckpt = ground_truth_config
     proc = run_tool([TEST, config, ckpt, '--work-dir', tmp_path / 'eval'],
-                    cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+                    cwd=shapes_workspace,
+                    env={'PYTHONPATH': HELPERS})
     assert PERFECT.items() <= _printed_coco(proc.stdout).items()
 
 
@@ -143,10 +147,14 @@ def test_resume_after_kill_continues_from_saved_iteration(
         'default_hooks.logger.interval=1'
     ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.Popen([sys.executable, TRAIN, QUICKSTART, '--work-dir',
-                             str(work)] + opts, cwd=shapes_workspace,
-                            env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, QUICKSTART, '--work-dir',
+         str(work)] + opts,
+        cwd=shapes_workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
     try:
         _wait_for_checkpoint(work, 'iter_2.pth', proc)
     finally:
@@ -158,8 +166,9 @@ def test_resume_after_kill_continues_from_saved_iteration(
             (work / extra).unlink()
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
 
-    out = run_tool([TRAIN, QUICKSTART, '--work-dir', work, '--resume'] +
-                   opts, cwd=shapes_workspace).stdout
+    out = run_tool(
+        [TRAIN, QUICKSTART, '--work-dir', work, '--resume'] + opts,
+        cwd=shapes_workspace).stdout
     assert 'resumed epoch: 0, iter: 2' in out
     rows = [r for r in _scalars(work) if 'loss' in r]
     assert [r['iter'] for r in rows] == [3, 4, 5, 6]
@@ -213,7 +222,8 @@ def test_resume_restores_optimizer_state(shapes_workspace, tmp_path):
         TRAIN, QUICKSTART, '--work-dir', work, '--cfg-options',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
         'default_hooks.checkpoint.interval=2'
-    ], cwd=shapes_workspace)
+    ],
+             cwd=shapes_workspace)
     out = run_tool([
         sys.executable, '-c', RESUME_CHECK, QUICKSTART, work / 'iter_2.pth',
         work / 'resumed', shapes_workspace / 'data' / 'shapes_coco'
@@ -239,19 +249,24 @@ def _crafted(marker):
     from mmengine.logging import HistoryBuffer
     touch = f"open({str(marker)!r}, 'w').close()"
     return {
-        'eval': _Call(builtins.eval, touch),
-        'exec': _Call(builtins.exec, touch),
-        'subprocess.call': _Call(subprocess.call, ['touch', str(marker)]),
-        'os.system': _Call(os.system, f'touch {marker}'),
+        'eval':
+        _Call(builtins.eval, touch),
+        'exec':
+        _Call(builtins.exec, touch),
+        'subprocess.call':
+        _Call(subprocess.call, ['touch', str(marker)]),
+        'os.system':
+        _Call(os.system, f'touch {marker}'),
         # getattr(getattr(HistoryBuffer, 'mean'), '__globals__'): an allowed
         # first step, then a way out to the module's globals
-        'getattr chain': _Call(getattr, _Call(getattr, HistoryBuffer,
-                                              'mean'), '__globals__'),
+        'getattr chain':
+        _Call(getattr, _Call(getattr, HistoryBuffer, 'mean'), '__globals__'),
     }
 
 
-@pytest.mark.parametrize('registered', [False, True],
-                         ids=['alone', 'after-other-libraries-registered'])
+@pytest.mark.parametrize(
+    'registered', [False, True],
+    ids=['alone', 'after-other-libraries-registered'])
 def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
     """Every payload is refused, by our loader and by mmengine's (which is
     ours for local files), even when other code allow-listed the real
@@ -267,8 +282,10 @@ def test_safe_loading_refuses_crafted_checkpoints(tmp_path, registered):
     serialization = torch.serialization
     before = serialization.get_safe_globals()
     marker = tmp_path / 'pwned'
-    others = [builtins.getattr, builtins.eval, builtins.exec,
-              subprocess.call, os.system]
+    others = [
+        builtins.getattr, builtins.eval, builtins.exec, subprocess.call,
+        os.system
+    ]
     try:
         if registered:
             serialization.add_safe_globals(others)
@@ -318,8 +335,7 @@ def test_safe_loading_ignores_torch_force_no_weights_only(
                 load(str(path))
             assert not marker.exists(), load
     finally:
-        CheckpointLoader.register_scheme(
-            '', load_local_checkpoint, force=True)
+        CheckpointLoader.register_scheme('', load_local_checkpoint, force=True)
 
 
 def _retag_storages(path, location):
@@ -375,18 +391,21 @@ def test_gpu_checkpoints_load_on_cpu_and_map_location_is_passed(tmp_path):
 def test_allow_list_is_exactly_what_mmengine_checkpoints_need():
     """Exact contents: no entry can slip in unnoticed."""
     import numpy.dtypes
-
     from mmengine.logging import HistoryBuffer
+
     from projects.dap.dap.utils import safe_checkpoint_globals
     from projects.dap.dap.utils.checkpoint import _history_buffer_getattr
     names = {}
     for entry in safe_checkpoint_globals():
-        obj, name = entry if isinstance(entry, tuple) else (
-            entry, f'{entry.__module__}.{entry.__qualname__}')
+        obj, name = entry if isinstance(
+            entry, tuple) else (entry,
+                                f'{entry.__module__}.{entry.__qualname__}')
         assert name not in names, name
         names[name] = obj
-    dtypes = {f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
-              for n in dir(numpy.dtypes) if n.endswith('DType')}
+    dtypes = {
+        f'numpy.dtypes.{getattr(numpy.dtypes, n).__qualname__}'
+        for n in dir(numpy.dtypes) if n.endswith('DType')
+    }
     assert set(names) - dtypes == {
         'mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray',
         'numpy.dtype', 'numpy.core.multiarray._reconstruct',
@@ -417,7 +436,9 @@ def probe_config(tmp_path):
 def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
     """The ``getattr`` stand-in resolves statistics methods, nothing else."""
     import pickle
+
     from mmengine.logging import HistoryBuffer
+
     from projects.dap.dap.utils import load_checkpoint_safely
 
     class Sneaky:  # pickles as getattr(HistoryBuffer, '__init__')
@@ -437,15 +458,20 @@ def test_safe_loading_limits_getattr_to_history_buffer_methods(tmp_path):
     buffer = HistoryBuffer()
     buffer.update(3.0)
     buffer.update(5.0)
-    torch.save({'hub': buffer, 'arr': np.arange(3), 'f': np.float64(2.5)},
-               tmp_path / 'ok.pth')
+    torch.save({
+        'hub': buffer,
+        'arr': np.arange(3),
+        'f': np.float64(2.5)
+    }, tmp_path / 'ok.pth')
     loaded = load_checkpoint_safely(tmp_path / 'ok.pth')
     assert loaded['hub'].mean() == 4.0 and loaded['hub'].current() == 5.0
     assert loaded['arr'].tolist() == [0, 1, 2] and loaded['f'] == 2.5
 
     # an empty buffer (e.g. a metric never updated) holds empty arrays
-    torch.save({'hub': HistoryBuffer(), 'boxes': np.zeros((0, 4))},
-               tmp_path / 'empty.pth')
+    torch.save({
+        'hub': HistoryBuffer(),
+        'boxes': np.zeros((0, 4))
+    }, tmp_path / 'empty.pth')
     loaded = load_checkpoint_safely(tmp_path / 'empty.pth')
     assert len(loaded['hub'].data[0]) == 0
     assert loaded['boxes'].shape == (0, 4)
@@ -458,8 +484,10 @@ def _check_two_ranks(work, iters=2):
     from helpers.world_probe import state_digest
 
     from projects.dap.dap.utils import load_checkpoint_safely
-    probes = [json.loads((work / f'probe_rank{r}.json').read_text())
-              for r in range(2)]
+    probes = [
+        json.loads((work / f'probe_rank{r}.json').read_text())
+        for r in range(2)
+    ]
     assert [p['world'] for p in probes] == [2, 2]
     rank0, rank1 = (p['img_ids'] for p in probes)
     assert len(rank0) == len(rank1) == iters
@@ -480,20 +508,27 @@ def test_mpirun_two_ranks(shapes_workspace, tmp_path, probe_config):
         sys.executable, TRAIN, probe_config, '--launcher', 'mpi', '--work-dir',
         work, '--cfg-options', 'train_cfg.max_iters=2',
         'train_cfg.val_interval=2'
-    ], cwd=shapes_workspace, env={'PYTHONPATH': HELPERS})
+    ],
+                    cwd=shapes_workspace,
+                    env={'PYTHONPATH': HELPERS})
     _check_two_ranks(work)
     assert 'coco/bbox_mAP' in proc.stdout
 
 
-def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
-                                     probe_config, ground_truth_config):
+def test_dist_train_sh_two_processes(shapes_workspace, tmp_path, probe_config,
+                                     ground_truth_config):
     work = tmp_path / 'work'
     proc = run_tool([
-        'bash', osp.join(REPO, 'tools', 'dist_train.sh'), probe_config, '2',
-        '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
-        'train_cfg.val_interval=2'
-    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
-                                  'PYTHONPATH': HELPERS})
+        'bash',
+        osp.join(REPO, 'tools',
+                 'dist_train.sh'), probe_config, '2', '--work-dir', work,
+        '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2'
+    ],
+                    cwd=shapes_workspace,
+                    env={
+                        'PORT': str(free_port()),
+                        'PYTHONPATH': HELPERS
+                    })
     _check_two_ranks(work)
     assert 'coco/bbox_mAP' in proc.stdout
 
@@ -501,8 +536,13 @@ def test_dist_train_sh_two_processes(shapes_workspace, tmp_path,
     # CPU): the ground truth as predictions scores exactly 1
     config, ckpt = ground_truth_config
     proc = run_tool([
-        'bash', osp.join(REPO, 'tools', 'dist_test.sh'), config, ckpt, '2',
+        'bash',
+        osp.join(REPO, 'tools', 'dist_test.sh'), config, ckpt, '2',
         '--work-dir', tmp_path / 'eval'
-    ], cwd=shapes_workspace, env={'PORT': str(free_port()),
-                                  'PYTHONPATH': HELPERS})
+    ],
+                    cwd=shapes_workspace,
+                    env={
+                        'PORT': str(free_port()),
+                        'PYTHONPATH': HELPERS
+                    })
     assert PERFECT.items() <= _printed_coco(proc.stdout).items()

@@ -16,9 +16,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from conftest import REPO, free_port, run_tool
+from torch import nn
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
@@ -48,8 +47,13 @@ def make_voc(root, num_trainval=4, num_test=4, seed=0):
         ids = []
         for _ in range(count):
             img, boxes, labels = render_image(
-                rng, 128, 96, int(rng.integers(1, 3)), SHAPES[:3],
-                min_size=0.4, max_size=0.7)
+                rng,
+                128,
+                96,
+                int(rng.integers(1, 3)),
+                SHAPES[:3],
+                min_size=0.4,
+                max_size=0.7)
             image_id = f'{index:06d}'
             index += 1
             img.save(osp.join(year, 'JPEGImages', image_id + '.jpg'))
@@ -79,9 +83,12 @@ def make_coco(root):
     needs every category the 80-class head can predict.
     """
     from mmdet.datasets import CocoDataset
+
     from projects.dap.dap.demo.synthetic import make_coco_detection_set
-    categories = [dict(id=i + 1, name=name)
-                  for i, name in enumerate(CocoDataset.METAINFO['classes'])]
+    categories = [
+        dict(id=i + 1, name=name)
+        for i, name in enumerate(CocoDataset.METAINFO['classes'])
+    ]
     for split, num, seed in (('train', 4, 0), ('val', 4, 1)):
         ann_file = make_coco_detection_set(
             root, split, num_images=num, seed=seed, image_size=(128, 96))
@@ -149,9 +156,10 @@ default_hooks = dict(logger=dict(interval=1),
 @pytest.fixture(scope='module')
 def dap_checkpoint(tmp_path_factory):
     """The step-3 detector (1000 classes), random init, mmengine format."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
+
     import projects.dap.dap  # noqa: F401
     cfg = Config.fromfile(STEP3)
     # the IN-1K pre-training is Caffe style (the MSRA ResNet), as is every
@@ -164,8 +172,9 @@ def dap_checkpoint(tmp_path_factory):
     model.init_weights()
     path = str(tmp_path_factory.mktemp('dap') / 'dap_r50_in1k.pth')
     # a finished step-3 run: its iteration must not carry over
-    torch.save(dict(meta=dict(iter=20019, epoch=0),
-                    state_dict=model.state_dict()), path)
+    torch.save(
+        dict(meta=dict(iter=20019, epoch=0), state_dict=model.state_dict()),
+        path)
     return path
 
 
@@ -191,8 +200,7 @@ def _assert_no_warning_wall(out):
 # ---------------------------------------------------------- real pipelines
 
 
-def test_voc07_seed_command_transfers_and_evaluates(dap_checkpoint,
-                                                    tmp_path):
+def test_voc07_seed_command_transfers_and_evaluates(dap_checkpoint, tmp_path):
     """The seed's command, in our terms, on VOC-format data.
 
     ``bash tools/dist_train.sh <voc07 config> N --cfg-options load_from=..
@@ -211,7 +219,11 @@ def test_voc07_seed_command_transfers_and_evaluates(dap_checkpoint,
         'bash', DIST_TRAIN, cfg, '2', '--cfg-options',
         f'load_from={dap_checkpoint}', f'work_dir={work}',
         'optim_wrapper.optimizer.lr=0', 'train_dataloader.batch_size=1'
-    ], cwd=tmp_path, env={'PORT': str(free_port())}).stdout
+    ],
+                   cwd=tmp_path,
+                   env={
+                       'PORT': str(free_port())
+                   }).stdout
 
     # the log says what was transferred and what was re-initialised
     assert ('344 of 348 model tensors transferred (backbone 318, neck 16, '
@@ -248,8 +260,9 @@ def test_voc07_seed_command_transfers_and_evaluates(dap_checkpoint,
     assert len(report['transferred']) == 344 and not report['kept']
 
     # VOC07 test, 11-point AP50 (tools/test.py)
-    out = run_tool([TEST, cfg, work / 'epoch_1.pth', '--work-dir',
-                    tmp_path / 'eval'], cwd=tmp_path).stdout
+    out = run_tool(
+        [TEST, cfg, work / 'epoch_1.pth', '--work-dir', tmp_path / 'eval'],
+        cwd=tmp_path).stdout
     assert 0.0 <= _metric('pascal_voc/mAP', out) <= 1.0
     assert '348 of 348 model tensors transferred' in out
     assert 'Re-initialised (0):' in out
@@ -265,7 +278,8 @@ def test_coco_finetune_trains_and_evaluates(dap_checkpoint, tmp_path):
     out = run_tool([
         TRAIN, cfg, '--work-dir', work, '--cfg-options',
         f'load_from={dap_checkpoint}'
-    ], cwd=tmp_path).stdout
+    ],
+                   cwd=tmp_path).stdout
     assert '4 re-initialised' in out
     assert ('roi_head.bbox_head.fc_reg.weight: checkpoint (4000, 1024) -> '
             'model (320, 1024)') in out
@@ -285,8 +299,9 @@ def test_coco_finetune_trains_and_evaluates(dap_checkpoint, tmp_path):
         change = (sd[name] - dap[name]).abs().mean()
         assert 0 < change < 0.1 * dap[name].abs().mean(), name
 
-    out = run_tool([TEST, cfg, work / 'epoch_1.pth', '--work-dir',
-                    tmp_path / 'eval'], cwd=tmp_path).stdout
+    out = run_tool(
+        [TEST, cfg, work / 'epoch_1.pth', '--work-dir', tmp_path / 'eval'],
+        cwd=tmp_path).stdout
     for metric in ('coco/bbox_mAP', 'coco/bbox_mAP_50'):
         assert -1.0 <= _metric(metric, out) <= 1.0
 
@@ -295,8 +310,11 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
     """CLS baseline on a 1-shot split: classifier backbone only, scaled
     schedule, split made by make_fewshot_splits.py."""
     data_root = make_voc(str(tmp_path / 'data'), num_trainval=8)
-    run_tool([SPLITS, 'voc', osp.join(data_root, 'VOC2007'), '--classes',
-              *VOC_NAMES, '--shots', '1', '--seeds', '3'])
+    run_tool([
+        SPLITS, 'voc',
+        osp.join(data_root, 'VOC2007'), '--classes', *VOC_NAMES, '--shots',
+        '1', '--seeds', '3'
+    ])
     split = osp.join(data_root, 'VOC2007', 'ImageSets', 'Main',
                      'trainval_1shot_seed3.txt')
     num_images = len(open(split).read().split())
@@ -304,9 +322,10 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
     # ResNet state dict (conv1.*, layer1.*, ...), as mmdet's converted copy
     dap = _load(dap_checkpoint)['state_dict']
     # (values differ from the DAP backbone's, same scale)
-    classifier = {k[len('backbone.'):]: v * 0.9 if v.is_floating_point()
-                  else v.clone()
-                  for k, v in dap.items() if k.startswith('backbone.')}
+    classifier = {
+        k[len('backbone.'):]: v * 0.9 if v.is_floating_point() else v.clone()
+        for k, v in dap.items() if k.startswith('backbone.')
+    }
     cls_path = tmp_path / 'msra_r50_caffe.pth'
     torch.save(classifier, cls_path)
 
@@ -316,6 +335,7 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
         data_root, 'voc')
     # the run's config: the split and its schedule written in beforehand
     from mmengine.config import Config
+
     from projects.dap.dap.fewshot import resolve_fewshot
     cfg_template = Config.fromfile(str(template))
     cfg_template.merge_from_dict({'fewshot.min_iters': 2})
@@ -327,10 +347,11 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
         TRAIN, cfg, '--work-dir', work, '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={cls_path}',
         'optim_wrapper.optimizer.lr=0'
-    ], cwd=tmp_path).stdout
+    ],
+                   cwd=tmp_path).stdout
     iters = max(2, math.ceil(14 * num_images / 16))
-    assert (schedule.path, schedule.num_images, schedule.max_iters) == (
-        split, num_images, iters)
+    assert (schedule.path, schedule.num_images,
+            schedule.max_iters) == (split, num_images, iters)
     dumped = Config.fromfile(str(work / 'run_1shot_seed3.py'))
     assert dumped.train_cfg.max_iters == iters
     assert dumped.train_dataloader.dataset.ann_file == \
@@ -351,9 +372,9 @@ def test_cls_baseline_fewshot_voc07(dap_checkpoint, tmp_path):
 
 
 def _build(config, **options):
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(osp.join(FINETUNE, config))
     if options:
         cfg.merge_from_dict(options)
@@ -369,17 +390,17 @@ def test_class_agnostic_fc_reg_is_kept(dap_checkpoint):
     # a class-agnostic pre-training (DAP-IN22K R101 style): 4 outputs
     dap['roi_head.bbox_head.fc_reg.weight'] = torch.randn(4, 1024)
     dap['roi_head.bbox_head.fc_reg.bias'] = torch.randn(4)
-    model = _build('faster-rcnn_r50_fpn_dap-in1k_14e_voc07.py', **{
-        'model.roi_head.bbox_head.reg_class_agnostic': True
-    })
+    model = _build('faster-rcnn_r50_fpn_dap-in1k_14e_voc07.py',
+                   **{'model.roi_head.bbox_head.reg_class_agnostic': True})
     fresh_cls = model.roi_head.bbox_head.fc_cls.weight.detach().clone()
     report = transfer_state_dict(model, dap, source='dap')
     head = model.roi_head.bbox_head
     assert torch.equal(head.fc_reg.weight, dap['roi_head.bbox_head.fc_reg'
                                                '.weight'])
     assert torch.equal(head.fc_cls.weight, fresh_cls)  # (21,) vs (1001,)
-    assert report.kept == ['roi_head.bbox_head.fc_reg.weight',
-                           'roi_head.bbox_head.fc_reg.bias']
+    assert report.kept == [
+        'roi_head.bbox_head.fc_reg.weight', 'roi_head.bbox_head.fc_reg.bias'
+    ]
     assert [r[0] for r in report.reinitialised] == list(CLASS_SPECIFIC[:2])
     assert 'Class-specific but kept (same shape in checkpoint and model) ' \
         '(2): roi_head.bbox_head.fc_reg.weight' in report.format()
@@ -410,7 +431,7 @@ def test_strict_refuses_a_checkpoint_of_another_architecture():
         transfer_state_dict(model, other, source='other.pth')
     msg = str(err.value)
     assert 'other.pth does not fit' in msg
-    assert "backbone.0.weight checkpoint (16, 4) vs model (8, 4)" in msg
+    assert 'backbone.0.weight checkpoint (16, 4) vs model (8, 4)' in msg
     assert 'checkpoint tensor not in the model: extra.weight' in msg
     for k, v in model.state_dict().items():  # nothing was changed
         assert torch.equal(v, before[k])
@@ -438,8 +459,7 @@ class ToyModel(ToyDetector):
         return losses
 
 
-def _toy_runner(work_dir, load_from=None, resume=False, max_epochs=1,
-                **cfg):
+def _toy_runner(work_dir, load_from=None, resume=False, max_epochs=1, **cfg):
     from projects.dap.dap.transfer import DetectorTransferRunner
     torch.manual_seed(0)
     data = [(torch.randn(4), torch.randn(())) for _ in range(8)]
@@ -453,8 +473,7 @@ def _toy_runner(work_dir, load_from=None, resume=False, max_epochs=1,
             batch_size=4),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=1)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
         load_from=load_from,
         resume=resume,
         default_scope='mmengine',
@@ -471,8 +490,7 @@ def test_runner_transfers_then_resumes_normally(tmp_path):
     runner = _toy_runner(tmp_path / 'a', load_from=str(pre_path))
     runner.train()
     assert runner.iter == 2  # from 0, not from the checkpoint's 500
-    log = open(osp.join(runner.log_dir,
-                        f'{runner.timestamp}.log')).read()
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'Whole-detector transfer from' in log
     assert 'roi_head.bbox_head.fc_cls.weight: checkpoint (8, 8) -> model ' \
         '(4, 8)' in log
@@ -480,12 +498,14 @@ def test_runner_transfers_then_resumes_normally(tmp_path):
     assert ckpt['optimizer']['state']  # a real training checkpoint
 
     # resume continues the fine-tuning run: optimizer state, iteration
-    resumed = _toy_runner(tmp_path / 'b', load_from=str(
-        tmp_path / 'a' / 'epoch_1.pth'), resume=True, max_epochs=2)
+    resumed = _toy_runner(
+        tmp_path / 'b',
+        load_from=str(tmp_path / 'a' / 'epoch_1.pth'),
+        resume=True,
+        max_epochs=2)
     resumed.train()
     assert resumed.iter == 4 and resumed.epoch == 2
-    log = open(osp.join(resumed.log_dir,
-                        f'{resumed.timestamp}.log')).read()
+    log = open(osp.join(resumed.log_dir, f'{resumed.timestamp}.log')).read()
     assert 'resumed epoch: 1, iter: 2' in log
     assert 'Whole-detector transfer' not in log
 
@@ -500,8 +520,10 @@ def test_runner_options_and_clear_errors(tmp_path):
     # same class count: fc_cls / fc_reg kept because the shapes match
     assert len(report.kept) == 4 and not report.reinitialised
     # ...unless keep_matching_shapes=False
-    runner = _toy_runner(tmp_path / 'w1', load_from=str(pre_path),
-                         transfer_cfg=dict(keep_matching_shapes=False))
+    runner = _toy_runner(
+        tmp_path / 'w1',
+        load_from=str(pre_path),
+        transfer_cfg=dict(keep_matching_shapes=False))
     runner._init_model_weights()
     fresh = runner.model.roi_head.bbox_head.fc_cls.weight.detach().clone()
     report = runner.transfer_checkpoint(str(pre_path))
@@ -513,14 +535,17 @@ def test_runner_options_and_clear_errors(tmp_path):
     runner = _toy_runner(tmp_path / 'w2', load_from=str(tmp_path / 'no.pth'))
     with pytest.raises(FileNotFoundError, match='--cfg-options load_from'):
         runner.train()
-    runner = _toy_runner(tmp_path / 'w3', load_from=str(pre_path),
-                         transfer_cfg=dict(stict=False))
+    runner = _toy_runner(
+        tmp_path / 'w3',
+        load_from=str(pre_path),
+        transfer_cfg=dict(stict=False))
     with pytest.raises(ValueError, match='unknown transfer_cfg keys'):
         runner.train()
 
 
 def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     from mmengine.config import Config
+
     from projects.dap.dap.fewshot import (check_resolved, compute_schedule,
                                           resolve_fewshot)
 
@@ -530,8 +555,9 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     root = tmp_path / 'VOCdevkit'
     main_dir = root / 'VOC2007' / 'ImageSets' / 'Main'
     main_dir.mkdir(parents=True)
-    (main_dir / 'trainval_5shot_seed2.txt').write_text(
-        ''.join(f'{i:06d}\n' for i in range(50)))
+    (main_dir /
+     'trainval_5shot_seed2.txt').write_text(''.join(f'{i:06d}\n'
+                                                    for i in range(50)))
     voc.train_dataloader.dataset.data_root = str(root)
     voc.merge_from_dict({'fewshot.min_iters': 10})
     before = voc.to_dict()
@@ -539,8 +565,8 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     assert voc.to_dict() == before  # the template is not changed
     assert check_resolved(resolved) is None
     # ceil(14 epochs * 50 images / 16) = 44 > 10; step at 10/14 * 44 = 31.4
-    assert resolved.train_cfg == dict(type='IterBasedTrainLoop',
-                                      max_iters=44, val_interval=44)
+    assert resolved.train_cfg == dict(
+        type='IterBasedTrainLoop', max_iters=44, val_interval=44)
     warmup, step = resolved.param_scheduler
     assert warmup['end'] == 44 and not warmup['by_epoch']
     assert step['milestones'] == [31] and step['end'] == 44
@@ -552,8 +578,8 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     assert resolved.log_processor.by_epoch is False
     # an iteration loop needs an endless sampler: with a finite one mmengine
     # restarts the dataloader (and sleeps 2 s) after every pass of the split
-    assert resolved.train_dataloader.sampler == dict(type='InfiniteSampler',
-                                                     shuffle=True)
+    assert resolved.train_dataloader.sampler == dict(
+        type='InfiniteSampler', shuffle=True)
     assert resolved.train_dataloader.dataset.ann_file == \
         'VOC2007/ImageSets/Main/trainval_5shot_seed2.txt'
     assert resolved.fewshot.num_images == 50
@@ -567,10 +593,14 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
     coco = Config.fromfile(
         osp.join(FINETUNE, 'faster-rcnn_r50_fpn_cls-in1k_fewshot_coco.py'))
     (tmp_path / 'annotations').mkdir()
-    with open(tmp_path / 'annotations' /
-              'instances_train2017_10shot_seed0.json', 'w') as f:
-        json.dump(dict(images=[dict(id=i) for i in range(100)],
-                       annotations=[], categories=[]), f)
+    with open(
+            tmp_path / 'annotations' / 'instances_train2017_10shot_seed0.json',
+            'w') as f:
+        json.dump(
+            dict(
+                images=[dict(id=i) for i in range(100)],
+                annotations=[],
+                categories=[]), f)
     coco.train_dataloader.dataset.data_root = str(tmp_path)
     schedule = compute_schedule(coco, 10, 0)  # min_iters 1000: the default
     assert schedule.max_iters == 1000  # ceil(12 * 100 / 16) = 75
@@ -590,8 +620,10 @@ def _hand_report():
     from projects.dap.dap.transfer import TransferReport
     return TransferReport(
         source='pre.pth',
-        transferred=['backbone.0.weight', 'backbone.0.bias', 'neck.w',
-                     'roi_head.fc_reg.weight'],
+        transferred=[
+            'backbone.0.weight', 'backbone.0.bias', 'neck.w',
+            'roi_head.fc_reg.weight'
+        ],
         kept=['roi_head.fc_reg.weight'],
         reinitialised=[('roi_head.fc_cls.weight', (8, 8), (4, 8)),
                        ('roi_head.fc_cls.bias', None, (4, ))],
@@ -642,12 +674,17 @@ def test_extract_state_dict_of_checkpoints_and_bare_dicts():
     from projects.dap.dap.transfer import extract_state_dict
     a, b = torch.zeros(2), torch.ones(3)
     sd = extract_state_dict(
-        dict(meta=dict(iter=3), state_dict={'module.x.w': a, 'y.module.b': b}))
+        dict(meta=dict(iter=3), state_dict={
+            'module.x.w': a,
+            'y.module.b': b
+        }))
     assert list(sd.items()) == [('x.w', a), ('y.module.b', b)]  # DDP's only
     assert list(extract_state_dict({'z': b}).items()) == [('z', b)]
     for bad in ([a], dict(meta={}), dict(state_dict=dict(x=1)), dict(x=1)):
-        with pytest.raises(ValueError, match='not a detector checkpoint: '
-                           'expected a dict with a "state_dict" of tensors'):
+        with pytest.raises(
+                ValueError,
+                match='not a detector checkpoint: '
+                'expected a dict with a "state_dict" of tensors'):
             extract_state_dict(bad)
 
 
@@ -655,28 +692,29 @@ def test_reinit_patterns_one_string_or_several():
     from projects.dap.dap.transfer import transfer_state_dict
     model = ToyDetector(num_classes=3)
     pre = ToyDetector(num_classes=5).state_dict()
-    report = transfer_state_dict(model, pre, reinit=r'\.fc_cls\.',
-                                 strict=False)
+    report = transfer_state_dict(
+        model, pre, reinit=r'\.fc_cls\.', strict=False)
     assert [r[0] for r in report.reinitialised] == [
-        'roi_head.bbox_head.fc_cls.weight', 'roi_head.bbox_head.fc_cls.bias']
+        'roi_head.bbox_head.fc_cls.weight', 'roi_head.bbox_head.fc_cls.bias'
+    ]
     assert report.mismatched == [
         ('roi_head.bbox_head.fc_reg.weight', (20, 8), (12, 8)),
-        ('roi_head.bbox_head.fc_reg.bias', (20, ), (12, ))]
+        ('roi_head.bbox_head.fc_reg.bias', (20, ), (12, ))
+    ]
     assert report.transferred == ['backbone.0.weight', 'backbone.0.bias']
     assert torch.equal(model.backbone[0].weight, pre['backbone.0.weight'])
     # the default: fc_cls and fc_reg of any head, nothing else
     model = ToyDetector(num_classes=3)
     report = transfer_state_dict(model, pre, source='p')
-    assert [r[0] for r in report.reinitialised] == list(
-        model.state_dict())[2:]
+    assert [r[0] for r in report.reinitialised] == list(model.state_dict())[2:]
     assert report.reinitialised[0] == ('roi_head.bbox_head.fc_cls.weight',
                                        (6, 8), (4, 8))
     assert report.num_model_tensors == 6 and report.source == 'p'
     # a class-specific tensor the checkpoint lacks is simply re-initialised
     del pre['roi_head.bbox_head.fc_reg.bias']
     report = transfer_state_dict(ToyDetector(num_classes=3), pre)
-    assert report.reinitialised[-1] == ('roi_head.bbox_head.fc_reg.bias',
-                                        None, (12, ))
+    assert report.reinitialised[-1] == ('roi_head.bbox_head.fc_reg.bias', None,
+                                        (12, ))
     assert not report.problems
 
 
@@ -689,8 +727,10 @@ def test_strict_error_lists_the_first_twenty_problems():
     lines = str(err.value).splitlines()
     assert lines[0] == ('checkpoint big.pth does not fit this detector (25 '
                         'problems, first 20):')
-    assert lines[1:21] == [f'  checkpoint tensor not in the model: '
-                           f'extra.{i:02d}' for i in range(20)]
+    assert lines[1:21] == [
+        f'  checkpoint tensor not in the model: '
+        f'extra.{i:02d}' for i in range(20)
+    ]
     assert lines[21] == ('Is it the pre-training of the same architecture? '
                          'Set transfer_cfg.strict=False to load the '
                          'matching part anyway.')
@@ -716,18 +756,20 @@ def test_frozen_parameters_are_one_log_line(tmp_path):
               *model.roi_head.bbox_head.fc_reg.parameters()):
         p.requires_grad_(False)
     runner.model = model
-    runner.build_optim_wrapper(dict(
-        optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
-        paramwise_cfg=dict(norm_decay_mult=0.)))
+    runner.build_optim_wrapper(
+        dict(
+            optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+            paramwise_cfg=dict(norm_decay_mult=0.)))
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert '5 frozen parameters (requires_grad=False) are not optimised: ' \
         'scale (1), backbone.0 (2), roi_head.bbox_head (2)' in log
     assert 'is skipped since' not in log
     # nothing frozen: no line
     runner = _toy_runner(tmp_path / 'g')
-    runner.build_optim_wrapper(dict(
-        optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
-        paramwise_cfg=dict(norm_decay_mult=0.)))
+    runner.build_optim_wrapper(
+        dict(
+            optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+            paramwise_cfg=dict(norm_decay_mult=0.)))
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'frozen parameters' not in log
 
@@ -740,20 +782,21 @@ def _seen_hook():
         state = None
 
         def after_load_checkpoint(self, runner, checkpoint):
-            self.state = {k: v.clone() for k, v in
-                          checkpoint['state_dict'].items()}
+            self.state = {
+                k: v.clone()
+                for k, v in checkpoint['state_dict'].items()
+            }
 
     return Seen()
 
 
-def test_transfer_checkpoint_logs_warns_writes_json_and_calls_hooks(
-        tmp_path):
+def test_transfer_checkpoint_logs_warns_writes_json_and_calls_hooks(tmp_path):
     pre = ToyDetector(num_classes=7).state_dict()
     del pre['backbone.0.bias']
     path = str(tmp_path / 'pre.pth')
     torch.save(dict(state_dict=pre), path)
-    runner = _toy_runner(tmp_path / 'w', load_from=path,
-                         transfer_cfg=dict(strict=False))
+    runner = _toy_runner(
+        tmp_path / 'w', load_from=path, transfer_cfg=dict(strict=False))
     seen = _seen_hook()
     runner.register_hook(seen)
     runner._init_model_weights()
@@ -770,7 +813,8 @@ def test_transfer_checkpoint_logs_warns_writes_json_and_calls_hooks(
     assert written['missing'] == ['backbone.0.bias']
     assert written['transferred'] == ['backbone.0.weight']
     assert written['reinitialised'][0] == [
-        'roi_head.bbox_head.fc_cls.weight', [8, 8], [4, 8]]
+        'roi_head.bbox_head.fc_cls.weight', [8, 8], [4, 8]
+    ]
     assert written['source'] == path
     state = runner.model.state_dict()
     assert seen.state.keys() == state.keys()
@@ -780,8 +824,10 @@ def test_transfer_checkpoint_logs_warns_writes_json_and_calls_hooks(
 
     # strict by default: the same checkpoint is refused
     runner = _toy_runner(tmp_path / 's', load_from=path)
-    with pytest.raises(ValueError, match='model tensor not in the '
-                       'checkpoint: backbone.0.bias'):
+    with pytest.raises(
+            ValueError,
+            match='model tensor not in the '
+            'checkpoint: backbone.0.bias'):
         runner.transfer_checkpoint(path)
     # a fitting checkpoint: no warning
     torch.save(ToyDetector().state_dict(), path)

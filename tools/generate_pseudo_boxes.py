@@ -61,8 +61,7 @@ def _box_hook(cfg: Config) -> dict:
 
 def build_cfg(args: argparse.Namespace) -> Config:
     cfg = load_config(args)
-    if cfg.model.get('type') not in ('CAMBoxGenerator',
-                                     'dap.CAMBoxGenerator'):
+    if cfg.model.get('type') not in ('CAMBoxGenerator', 'dap.CAMBoxGenerator'):
         raise SystemExit(f'{args.config}: model.type must be CAMBoxGenerator '
                          f'(a configs/cam_boxes config), got '
                          f'{cfg.model.get("type")!r}')

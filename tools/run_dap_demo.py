@@ -12,7 +12,6 @@ data and input paths filled in (``--quick``: and the train lengths of
 ``configs/demo/presets/quick.py``), saved into the stage's folder; it is
 skipped on a rerun until the hash of its config and inputs changes.
 """
-from typing import Callable, Dict, List
 import argparse
 import hashlib
 import json
@@ -21,6 +20,7 @@ import os.path as osp
 import shutil
 import sys
 import time
+from typing import Callable, Dict, List
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:

@@ -43,8 +43,10 @@ def build_cfg(args: argparse.Namespace) -> Config:
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper == 'AmpOptimWrapper':
-            print_log('AMP is already enabled in the config.',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                'AMP is already enabled in the config.',
+                logger='current',
+                level=logging.WARNING)
         else:
             if wrapper != 'OptimWrapper':
                 raise ValueError(f'--amp needs OptimWrapper, got {wrapper}')

@@ -9,9 +9,8 @@ model = dict(
         init_cfg=dict(checkpoint='open-mmlab://detectron2/resnet101_caffe')),
     # 2000 proposals per GPU batch: 500 per image
     train_cfg=dict(
-        rpn_proposal=dict(
-            max_per_img=_base_.rpn_proposals_per_gpu_batch //
-            images_per_gpu)))
+        rpn_proposal=dict(max_per_img=_base_.rpn_proposals_per_gpu_batch //
+                          images_per_gpu)))
 
 batch_size = 32
 train_dataloader = dict(batch_size=images_per_gpu)

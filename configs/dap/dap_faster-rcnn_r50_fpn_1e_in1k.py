@@ -25,16 +25,16 @@ model = dict(
     roi_head=dict(bbox_head=dict(num_classes=num_classes)),
     # 2000 proposals per GPU batch: 250 per image
     train_cfg=dict(
-        rpn_proposal=dict(
-            max_per_img=_base_.rpn_proposals_per_gpu_batch //
-            images_per_gpu)))
+        rpn_proposal=dict(max_per_img=_base_.rpn_proposals_per_gpu_batch //
+                          images_per_gpu)))
 
 # random short side per image, long side <= 1333, decoded at reduced size
 dap_scales = [(1333, 96), (1333, 160), (1333, 320), (1333, 640)]
 train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='LoadImageRandomChoiceResize', scales=dap_scales,
-         keep_ratio=True),
+    dict(
+        type='LoadImageRandomChoiceResize', scales=dap_scales,
+        keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
@@ -67,12 +67,11 @@ test_evaluator = None
 num_images = 1281167
 batch_size = 64
 max_iters = (num_images + batch_size - 1) // batch_size  # 20019
-train_cfg = dict(
-    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 # linear warm-up from 0.01x over 2000 iterations, then constant
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=2000)
+    dict(
+        type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=2000)
 ]
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.008, momentum=0.9, weight_decay=1e-4),
@@ -80,8 +79,8 @@ optim_wrapper = dict(
 auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
 
 default_hooks = dict(
-    checkpoint=dict(by_epoch=False, interval=2000, max_keep_ckpts=3,
-                    save_last=True))
+    checkpoint=dict(
+        by_epoch=False, interval=2000, max_keep_ckpts=3, save_last=True))
 log_processor = dict(by_epoch=False)
 # the detector's num_classes must equal the box file's class count
 custom_hooks = [dict(type='NumClassCheckHook')]

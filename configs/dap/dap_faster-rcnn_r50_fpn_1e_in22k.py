@@ -15,9 +15,8 @@ model = dict(
     roi_head=dict(bbox_head=dict(num_classes=num_classes)),
     # 2000 proposals per GPU batch: 500 per image
     train_cfg=dict(
-        rpn_proposal=dict(
-            max_per_img=_base_.rpn_proposals_per_gpu_batch //
-            images_per_gpu)))
+        rpn_proposal=dict(max_per_img=_base_.rpn_proposals_per_gpu_batch //
+                          images_per_gpu)))
 
 train_dataloader = dict(
     batch_size=images_per_gpu,
@@ -31,7 +30,6 @@ train_cfg = dict(max_iters=(14197122 + 64 - 1) // 64)  # 221831
 # 1/3 over 500 iterations
 param_scheduler = [
     dict(
-        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0,
-        end=500)
+        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0, end=500)
 ]
 optim_wrapper = dict(optimizer=dict(weight_decay=1e-5))

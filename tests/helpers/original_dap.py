@@ -39,8 +39,12 @@ def xyxy_by_moments(cam):
     return x1, y1, x1 + w, y1 + h
 
 
-def original_compute_cam_box(cam0, img_size, scale=576, k=4,
-                             ths=(0.2, 0.3, 0.4, 0.5), bias=0.22):
+def original_compute_cam_box(cam0,
+                             img_size,
+                             scale=576,
+                             k=4,
+                             ths=(0.2, 0.3, 0.4, 0.5),
+                             bias=0.22):
     """Boxes (float32, pixels) and scores; ``img_size`` = (W, H)."""
     cam0 = torch.as_tensor(cam0, dtype=torch.float32)
     rx = ry = 32
@@ -92,10 +96,10 @@ def original_boxlist_nms(bbox, scores, threshold):
             j = order[_j]
             if suppressed[j]:
                 continue
-            w = torch.clamp(torch.min(x2[i], x2[j]) -
-                            torch.max(x1[i], x1[j]) + 1, min=0)
-            h = torch.clamp(torch.min(y2[i], y2[j]) -
-                            torch.max(y1[i], y1[j]) + 1, min=0)
+            w = torch.clamp(
+                torch.min(x2[i], x2[j]) - torch.max(x1[i], x1[j]) + 1, min=0)
+            h = torch.clamp(
+                torch.min(y2[i], y2[j]) - torch.max(y1[i], y1[j]) + 1, min=0)
             inter = w * h
             if inter / (areas[i] + areas[j] - inter) >= threshold:
                 suppressed[j] = True

@@ -12,6 +12,9 @@ class SlowTestIterHook(Hook):
     def __init__(self, seconds: float = 0.5) -> None:
         self.seconds = seconds
 
-    def after_test_iter(self, runner, batch_idx, data_batch=None,
+    def after_test_iter(self,
+                        runner,
+                        batch_idx,
+                        data_batch=None,
                         outputs=None) -> None:
         time.sleep(self.seconds)

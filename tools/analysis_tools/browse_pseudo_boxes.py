@@ -25,8 +25,8 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 
 from projects.dap.dap.box_file import BoxFileError, PseudoBoxFile  # noqa
 
@@ -34,8 +34,8 @@ _CHUNK = 1 << 20
 SIZE_EDGES = np.linspace(0.0, 1.0, 41)
 ASPECT_EDGES = np.linspace(-4.0, 4.0, 33)
 # bright colours that stay visible over the jet heat map (black outline)
-BOX_COLORS = ('#ffffff', '#ff40ff', '#40ff40', '#ffff40', '#40ffff',
-              '#ff8040', '#c0c0ff', '#ff4040')
+BOX_COLORS = ('#ffffff', '#ff40ff', '#40ff40', '#ffff40', '#40ffff', '#ff8040',
+              '#c0c0ff', '#ff4040')
 
 
 def box_statistics(box_file: PseudoBoxFile) -> Dict[str, np.ndarray]:
@@ -66,8 +66,7 @@ def box_statistics(box_file: PseudoBoxFile) -> Dict[str, np.ndarray]:
             aspect = np.log2(np.maximum(w, 1e-6) / np.maximum(h, 1e-6))
         aspect = np.clip(aspect, ASPECT_EDGES[0], ASPECT_EDGES[-1])
         aspect_hist += np.histogram(aspect, ASPECT_EDGES)[0]
-    return {'per_image': per_image, 'size': size_hist,
-            'aspect': aspect_hist}
+    return {'per_image': per_image, 'size': size_hist, 'aspect': aspect_hist}
 
 
 def plot_statistics(stats: Dict[str, np.ndarray], path: str,
@@ -78,11 +77,17 @@ def plot_statistics(stats: Dict[str, np.ndarray], path: str,
     axes[0].set_xlabel('boxes per image')
     axes[0].set_ylabel('images')
     axes[0].set_xticks(k)
-    for ax, name, edges, label in (
-            (axes[1], 'size', SIZE_EDGES, 'sqrt(box area / image area)'),
-            (axes[2], 'aspect', ASPECT_EDGES, 'log2(box width / height)')):
-        ax.bar(edges[:-1], stats[name], width=np.diff(edges), align='edge',
-               color='tab:orange', edgecolor='white')
+    for ax, name, edges, label in ((axes[1], 'size', SIZE_EDGES,
+                                    'sqrt(box area / image area)'),
+                                   (axes[2], 'aspect', ASPECT_EDGES,
+                                    'log2(box width / height)')):
+        ax.bar(
+            edges[:-1],
+            stats[name],
+            width=np.diff(edges),
+            align='edge',
+            color='tab:orange',
+            edgecolor='white')
         ax.set_xlabel(label)
         ax.set_ylabel('boxes')
     fig.suptitle(title)
@@ -108,8 +113,12 @@ def cam_on_image(cam: np.ndarray, width: int, height: int, stride: int,
     return cam[ys.astype(np.int64)[:, None], xs.astype(np.int64)[None, :]]
 
 
-def draw_image(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-               thresholds: np.ndarray, title: str, path: str,
+def draw_image(img: np.ndarray,
+               boxes: np.ndarray,
+               scores: np.ndarray,
+               thresholds: np.ndarray,
+               title: str,
+               path: str,
                cam: Optional[np.ndarray] = None) -> None:
     h, w = img.shape[:2]
     fig = plt.figure(figsize=(8, 8 * h / max(w, 1) + 0.6))
@@ -121,15 +130,24 @@ def draw_image(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
     for i, (box, score, thr) in enumerate(zip(boxes, scores, thresholds)):
         x1, y1, x2, y2 = (float(v) for v in box)
         color = BOX_COLORS[i % len(BOX_COLORS)]
-        rect = plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False,
-                             edgecolor=color, linewidth=2.5)
+        rect = plt.Rectangle((x1, y1),
+                             x2 - x1,
+                             y2 - y1,
+                             fill=False,
+                             edgecolor=color,
+                             linewidth=2.5)
         rect.set_path_effects(outline)
         ax.add_patch(rect)
-        text = f'{score:.2f}' + ('' if np.isnan(thr) or thr < 0 else
-                                 f' @{thr:g}')
-        ax.text(x1 + 2, y1 + 2, text, color='black', fontsize=9, va='top',
-                bbox=dict(facecolor=color, alpha=0.85, pad=1,
-                          edgecolor='none'))
+        text = f'{score:.2f}' + (''
+                                 if np.isnan(thr) or thr < 0 else f' @{thr:g}')
+        ax.text(
+            x1 + 2,
+            y1 + 2,
+            text,
+            color='black',
+            fontsize=9,
+            va='top',
+            bbox=dict(facecolor=color, alpha=0.85, pad=1, edgecolor='none'))
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.axis('off')
@@ -141,7 +159,9 @@ def draw_image(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
 class _CAMSource:
     """Builds the generation model from a config to draw its CAMs."""
 
-    def __init__(self, config: str, checkpoint: str,
+    def __init__(self,
+                 config: str,
+                 checkpoint: str,
                  cfg_options: Optional[dict] = None) -> None:
         from mmengine.config import Config
         from mmengine.registry import init_default_scope
@@ -162,12 +182,11 @@ class _CAMSource:
 
     def cam(self, img: np.ndarray, label: int) -> np.ndarray:
         import torch
-        tensor = torch.from_numpy(np.ascontiguousarray(
-            img.transpose(2, 0, 1)))
+        tensor = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         cam = self.model.compute_cams([tensor], [label])[0]
         h, w = img.shape[:2]
-        return cam_on_image(cam.float().cpu().numpy(), w, h,
-                            self.model.stride, self.model.fusion_scale)
+        return cam_on_image(cam.float().cpu().numpy(), w, h, self.model.stride,
+                            self.model.fusion_scale)
 
 
 def _pick(box_file: PseudoBoxFile, num: int, random: bool,
@@ -175,8 +194,8 @@ def _pick(box_file: PseudoBoxFile, num: int, random: bool,
     ok = np.flatnonzero(np.asarray(box_file.status) == 0)
     if random:
         rng = np.random.default_rng(seed)
-        return sorted(rng.choice(ok, min(num, len(ok)),
-                                 replace=False).tolist())
+        return sorted(
+            rng.choice(ok, min(num, len(ok)), replace=False).tolist())
     return ok[:num].tolist()
 
 
@@ -184,13 +203,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Browse pseudo boxes')
     parser.add_argument('box_file', help='a .dapbox pseudo-box file')
-    parser.add_argument('--data-root', required=True,
-                        help='folder the box-file keys are relative to')
+    parser.add_argument(
+        '--data-root',
+        required=True,
+        help='folder the box-file keys are relative to')
     parser.add_argument('--out-dir', required=True)
-    parser.add_argument('--num', type=int, default=20,
-                        help='number of images to draw')
-    parser.add_argument('--random', action='store_true',
-                        help='draw a random sample instead of the first')
+    parser.add_argument(
+        '--num', type=int, default=20, help='number of images to draw')
+    parser.add_argument(
+        '--random',
+        action='store_true',
+        help='draw a random sample instead of the first')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--config', help='cam_boxes config (heat maps)')
     parser.add_argument('--checkpoint', help='classifier (heat maps)')
@@ -222,28 +245,31 @@ def main(argv=None) -> int:
                 img, (h, w) = decode_image(
                     f.read(), exif_orientation=cams.exif if cams else True)
         except Exception as e:  # noqa: BLE001 - report and go on
-            print(f'skipping {key}: {type(e).__name__}: {e}',
-                  file=sys.stderr)
+            print(f'skipping {key}: {type(e).__name__}: {e}', file=sys.stderr)
             continue
         if (w, h) != tuple(int(v) for v in box_file.sizes[i]) or \
                 img.shape[:2] != (h, w):
-            print(f'skipping {key}: image is {w}x{h}, the box file says '
-                  f'{tuple(box_file.sizes[i])}', file=sys.stderr)
+            print(
+                f'skipping {key}: image is {w}x{h}, the box file says '
+                f'{tuple(box_file.sizes[i])}',
+                file=sys.stderr)
             continue
         boxes, scores, thresholds = box_file.boxes_of(i)
         label = int(box_file.labels[i])
         name = classes[label] if classes else str(label)
         cam = cams.cam(img, label) if cams else None
         out = osp.join(args.out_dir, f'{i:08d}_{_safe_name(key)}.png')
-        draw_image(img, boxes, scores, thresholds,
-                   f'{key}  class {label} ({name[:40]})  '
-                   f'{len(boxes)} boxes', out, cam)
+        draw_image(
+            img, boxes, scores, thresholds,
+            f'{key}  class {label} ({name[:40]})  '
+            f'{len(boxes)} boxes', out, cam)
         written.append(out)
     stats = box_statistics(box_file)
-    plot_statistics(stats, osp.join(args.out_dir, 'box_stats.png'),
-                    f'{osp.basename(str(box_file.path))}: '
-                    f'{box_file.num_images} images, {box_file.num_boxes} '
-                    f'boxes, {len(box_file.failed_indices)} failed')
+    plot_statistics(
+        stats, osp.join(args.out_dir, 'box_stats.png'),
+        f'{osp.basename(str(box_file.path))}: '
+        f'{box_file.num_images} images, {box_file.num_boxes} '
+        f'boxes, {len(box_file.failed_indices)} failed')
     ok = int((np.asarray(box_file.status) == 0).sum())
     summary = {
         'num_images': box_file.num_images,

@@ -25,12 +25,12 @@ What is written
 The JSON is written in chunks (14M images do not have to fit in memory as
 Python objects) to a temp file that replaces ``OUT.json`` at the end.
 """
-from typing import Iterator, Optional
 import argparse
 import json
 import os
 import os.path as osp
 import sys
+from typing import Iterator, Optional
 
 import numpy as np
 from mmengine.logging import MMLogger
@@ -51,11 +51,14 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument('box_file', help='pseudo-box file (.dapbox dir)')
     parser.add_argument('out', help='output COCO JSON file')
     parser.add_argument(
-        '--score-thr', type=float, default=0.0,
+        '--score-thr',
+        type=float,
+        default=0.0,
         help='keep boxes with score >= this (DAP scores are box area / area '
         'of the image\'s first box, in (0, 1] for the kept boxes)')
     parser.add_argument(
-        '--skip-failed', action='store_true',
+        '--skip-failed',
+        action='store_true',
         help='leave out images whose box generation failed')
     return parser.parse_args(argv)
 
@@ -68,16 +71,14 @@ def _json_items(items: list) -> str:
 def image_chunks(bf: PseudoBoxFile, keep: np.ndarray,
                  bar: ProgressBar) -> Iterator[str]:
     """JSON text of the ``images`` entries, chunk by chunk."""
-    reasons = dict(zip(bf.failed_indices.tolist(),
-                       bf.failed_reasons.tolist()))
+    reasons = dict(zip(bf.failed_indices.tolist(), bf.failed_reasons.tolist()))
     for start in range(0, bf.num_images, CHUNK):
         idx = np.flatnonzero(keep[start:start + CHUNK]) + start
         sizes = np.asarray(bf.sizes[idx]).tolist()
         items = []
-        for i, key, (w, h) in zip(idx.tolist(), bf.keys[idx].tolist(),
-                                  sizes):
-            item = dict(id=i + 1, file_name=key.decode('utf-8'), width=w,
-                        height=h)
+        for i, key, (w, h) in zip(idx.tolist(), bf.keys[idx].tolist(), sizes):
+            item = dict(
+                id=i + 1, file_name=key.decode('utf-8'), width=w, height=h)
             if i in reasons:
                 item['dap_failed'] = reasons[i].decode('utf-8')
             items.append(item)
@@ -104,13 +105,18 @@ def annotation_chunks(bf: PseudoBoxFile, keep: np.ndarray, score_thr: float,
         wh = boxes[:, 2:] - boxes[:, :2]
         labels = np.asarray(bf.labels[image]).tolist()
         items = [
-            dict(id=next_id + j, image_id=i + 1, category_id=c,
-                 bbox=[x, y, w, h], area=w * h, iscrowd=0, score=s,
-                 threshold=None if t != t else t)
+            dict(
+                id=next_id + j,
+                image_id=i + 1,
+                category_id=c,
+                bbox=[x, y, w, h],
+                area=w * h,
+                iscrowd=0,
+                score=s,
+                threshold=None if t != t else t)
             for j, (i, c, (x, y), (w, h), s, t) in enumerate(
-                zip(image.tolist(), labels, boxes[:, :2].tolist(),
-                    wh.tolist(), scores[mask].tolist(),
-                    thresholds.tolist()))
+                zip(image.tolist(), labels, boxes[:, :2].tolist(), wh.tolist(),
+                    scores[mask].tolist(), thresholds.tolist()))
         ]
         next_id += len(items)
         counts['annotations'] = next_id - 1
@@ -126,7 +132,9 @@ def write_array(f, name: str, chunks: Iterator[str]) -> None:
     f.write(']')
 
 
-def export(box_file: str, out: str, score_thr: float = 0.0,
+def export(box_file: str,
+           out: str,
+           score_thr: float = 0.0,
            skip_failed: bool = False) -> dict:
     """Write the COCO JSON; returns counts for the log."""
     logger = MMLogger.get_current_instance()
@@ -136,16 +144,19 @@ def export(box_file: str, out: str, score_thr: float = 0.0,
         keep[np.asarray(bf.failed_indices)] = False
     names = bf.classes or [f'class_{c}' for c in range(bf.num_classes)]
     categories = [dict(id=c, name=name) for c, name in enumerate(names)]
-    info = dict(description=f'DAP pseudo boxes exported from {box_file}',
-                dap_format=bf.meta['format'],
-                dap_version=bf.meta['version'],
-                image_list_fingerprint=bf.fingerprint,
-                score_thr=score_thr)
+    info = dict(
+        description=f'DAP pseudo boxes exported from {box_file}',
+        dap_format=bf.meta['format'],
+        dap_version=bf.meta['version'],
+        image_list_fingerprint=bf.fingerprint,
+        score_thr=score_thr)
     num_chunks = (bf.num_images + CHUNK - 1) // CHUNK
     logger.info(f'exporting {bf} to {out}')
-    counts = dict(images=int(keep.sum()), annotations=0,
-                  failed=len(bf.failed_indices),
-                  skipped_failed=int((~keep).sum()))
+    counts = dict(
+        images=int(keep.sum()),
+        annotations=0,
+        failed=len(bf.failed_indices),
+        skipped_failed=int((~keep).sum()))
     bar = ProgressBar(2 * num_chunks)
     tmp = f'{out}.tmp-{os.getpid()}'
     try:

@@ -47,11 +47,11 @@ decoded), ``--sizes FILE`` (``relative/path width height`` per line) or a
 more than 1 px are an error: the image list is then probably not the one
 the boxes were made for.
 """
-from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple
 import argparse
 import os.path as osp
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.logging import MMLogger
@@ -61,8 +61,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-from projects.dap.dap.box_file import (BoxFileError, file_sha256,  # noqa
-                                       write_box_file)
+from projects.dap.dap.box_file import (  # noqa: E402  # isort: skip
+    BoxFileError, file_sha256, write_box_file)
 
 CHUNK = 10_000  # images per progress-bar step
 
@@ -77,25 +77,28 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
         'pseudo-box file (.dapbox)')
     parser.add_argument('orig', help='original DAP boxes (.npz)')
     parser.add_argument(
-        '--image-list', required=True,
+        '--image-list',
+        required=True,
         help='mmpretrain annotation file: "relative/path label" per line, '
         'in the order the boxes were computed; labels are taken from here')
     parser.add_argument('--out', required=True, help='output .dapbox dir')
     parser.add_argument(
-        '--trust-pickle', action='store_true',
+        '--trust-pickle',
+        action='store_true',
         help='allow loading pickled object arrays (can execute code from '
         'the file; only for files you trust)')
     parser.add_argument('--data-root', help='image folder to read sizes')
     parser.add_argument(
         '--sizes', help='text file "relative/path width height" per line')
     parser.add_argument(
-        '--num-classes', type=int,
+        '--num-classes',
+        type=int,
         help='number of classes (default: largest label + 1)')
     parser.add_argument('--classes', help='class names, one per line')
-    parser.add_argument('--workers', type=int, default=8,
-                        help='threads reading image headers')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace an existing output')
+    parser.add_argument(
+        '--workers', type=int, default=8, help='threads reading image headers')
+    parser.add_argument(
+        '--overwrite', action='store_true', help='replace an existing output')
     return parser.parse_args(argv)
 
 
@@ -184,8 +187,8 @@ def per_image_entries(members: Dict[str, np.ndarray], keys: List[str],
     return 'per-key', entries, None
 
 
-def to_columns(entry, i: int, key: str
-               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def to_columns(entry, i: int,
+               key: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (k, 4), scores (k,), thresholds (k,) of one original entry."""
     try:
         arr = np.asarray(entry, dtype=np.float64)
@@ -218,8 +221,8 @@ def image_size(path: str) -> Tuple[int, int]:
         return img.size
 
 
-def read_sizes(args: argparse.Namespace, keys: List[str],
-               needed: np.ndarray, npz_sizes: Optional[np.ndarray],
+def read_sizes(args: argparse.Namespace, keys: List[str], needed: np.ndarray,
+               npz_sizes: Optional[np.ndarray],
                logger: MMLogger) -> np.ndarray:
     """(N, 2) int (width, height); 0 where not needed (failed images)."""
     sizes = np.zeros((len(keys), 2), np.int64)
@@ -338,18 +341,29 @@ def convert(args: argparse.Namespace, logger: MMLogger) -> None:
         logger.warning(f'--num-classes not given: using largest label + 1 '
                        f'= {num_classes}')
     meta = dict(
-        num_classes=num_classes, classes=classes, checkpoint_sha256=None,
+        num_classes=num_classes,
+        classes=classes,
+        checkpoint_sha256=None,
         generation_config=dict(
             source='original DAP code (imported)',
             original_file=osp.basename(args.orig),
-            original_sha256=file_sha256(args.orig), layout=layout,
+            original_sha256=file_sha256(args.orig),
+            layout=layout,
             labels='from the image list (0-based), not the original file'))
-    write_box_file(args.out, keys, sizes, labels, boxes, scores, thresholds,
-                   meta, failed=failed, overwrite=args.overwrite)
-    logger.info(
-        f'wrote {args.out}: {len(keys)} images, '
-        f'{sum(len(b) for b in boxes)} boxes, {len(failed)} failed '
-        f'(layout {layout})')
+    write_box_file(
+        args.out,
+        keys,
+        sizes,
+        labels,
+        boxes,
+        scores,
+        thresholds,
+        meta,
+        failed=failed,
+        overwrite=args.overwrite)
+    logger.info(f'wrote {args.out}: {len(keys)} images, '
+                f'{sum(len(b) for b in boxes)} boxes, {len(failed)} failed '
+                f'(layout {layout})')
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -39,14 +39,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         'source',
         help='VOC: a year folder (data/VOCdevkit/VOC2007); COCO: an '
         'instances json (data/coco/annotations/instances_train2017.json)')
-    parser.add_argument('--shots', type=int, nargs='+',
-                        default=list(DEFAULT_SHOTS))
-    parser.add_argument('--seeds', type=int, nargs='+',
-                        default=list(DEFAULT_SEEDS))
-    parser.add_argument('--split', default='trainval',
-                        help='VOC image set to sample from')
-    parser.add_argument('--classes', nargs='+', default=None,
-                        help='VOC class names (default: the 20 VOC classes)')
+    parser.add_argument(
+        '--shots', type=int, nargs='+', default=list(DEFAULT_SHOTS))
+    parser.add_argument(
+        '--seeds', type=int, nargs='+', default=list(DEFAULT_SEEDS))
+    parser.add_argument(
+        '--split', default='trainval', help='VOC image set to sample from')
+    parser.add_argument(
+        '--classes',
+        nargs='+',
+        default=None,
+        help='VOC class names (default: the 20 VOC classes)')
     parser.add_argument(
         '--out-dir',
         help='write the split files here instead of beside the source (a '
@@ -62,8 +65,8 @@ def main(argv=None) -> int:
         if args.format == 'voc':
             reports = make_voc_splits(args.source, args.shots, args.seeds,
                                       args.split,
-                                      tuple(args.classes or VOC_CLASSES),
-                                      args.out_dir)
+                                      tuple(args.classes
+                                            or VOC_CLASSES), args.out_dir)
         else:
             if args.classes:
                 raise ValueError('--classes is for VOC; COCO classes come '
@@ -77,9 +80,13 @@ def main(argv=None) -> int:
         print(f'{rep["file"]}: k={rep["shot"]} seed={rep["seed"]}: '
               f'{rep["text"]}')
     if args.report:
-        write_atomic(args.report, json.dumps(
-            [{k: v for k, v in r.items() if k != 'text'} for r in reports],
-            indent=1))
+        write_atomic(
+            args.report,
+            json.dumps([{
+                k: v
+                for k, v in r.items() if k != 'text'
+            } for r in reports],
+                       indent=1))
     return 0
 
 

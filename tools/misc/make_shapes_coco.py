@@ -12,8 +12,12 @@ def main() -> None:
     parser.add_argument('root', help='output folder, e.g. data/shapes_coco')
     parser.add_argument('--num-train', type=int, default=16)
     parser.add_argument('--num-val', type=int, default=8)
-    parser.add_argument('--num-classes', type=int, default=3,
-                        choices=range(1, len(SHAPES) + 1))
+    parser.add_argument(
+        '--num-classes',
+        type=int,
+        default=3,
+        choices=range(1,
+                      len(SHAPES) + 1))
     parser.add_argument('--width', type=int, default=128)
     parser.add_argument('--height', type=int, default=96)
     parser.add_argument('--seed', type=int, default=0)
@@ -22,8 +26,8 @@ def main() -> None:
     size = (args.width, args.height)
     for split, num, seed in (('train', args.num_train, args.seed),
                              ('val', args.num_val, args.seed + 1)):
-        ann = make_coco_detection_set(args.root, split, num, classes, size,
-                                      seed=seed)
+        ann = make_coco_detection_set(
+            args.root, split, num, classes, size, seed=seed)
         print(f'wrote {num} {split} images and {ann}')
 
 

@@ -10,12 +10,12 @@ OpenMMLab model zoos::
         work_dirs/dap_faster-rcnn_r50_fpn_1e_in1k/iter_20019.pth \\
         dap_faster-rcnn_r50_fpn_1e_in1k_20260101
 """
-from typing import List, Tuple
 import argparse
 import os
 import os.path as osp
 import sys
 import tempfile
+from typing import List, Tuple
 
 import torch
 

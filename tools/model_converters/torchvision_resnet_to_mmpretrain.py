@@ -29,13 +29,13 @@ Usage::
 The output is ``{'state_dict': ..., 'meta': {...}}`` and loads with
 ``torch.load(weights_only=True)``; the input is read the same safe way.
 """
-from collections import OrderedDict
-from typing import Dict, Optional, Tuple
 import argparse
 import os
 import os.path as osp
 import re
 import sys
+from collections import OrderedDict
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -47,11 +47,10 @@ from projects.dap.dap.box_file import file_sha256  # noqa: E402
 from projects.dap.dap.utils import load_checkpoint_safely  # noqa: E402
 
 BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
-KEY_RE = re.compile(
-    rf'^(conv1\.weight|bn1\.{BN}'
-    rf'|layer[1-4]\.\d+\.(conv[1-3]\.weight|bn[1-3]\.{BN}'
-    rf'|downsample\.0\.weight|downsample\.1\.{BN})'
-    r'|fc\.(weight|bias))$')
+KEY_RE = re.compile(rf'^(conv1\.weight|bn1\.{BN}'
+                    rf'|layer[1-4]\.\d+\.(conv[1-3]\.weight|bn[1-3]\.{BN}'
+                    rf'|downsample\.0\.weight|downsample\.1\.{BN})'
+                    r'|fc\.(weight|bias))$')
 # blocks per stage -> depth, for (Bottleneck?, blocks)
 DEPTHS = {
     (False, (2, 2, 2, 2)): 18,
@@ -73,13 +72,16 @@ def unwrap(checkpoint: object) -> Dict[str, torch.Tensor]:
             isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise ValueError('expected a state dict of tensors (optionally '
                          'under "state_dict" or "model")')
-    return {(k[len('module.'):] if k.startswith('module.') else k): v
-            for k, v in checkpoint.items()}
+    return {
+        (k[len('module.'):] if k.startswith('module.') else k): v
+        for k, v in checkpoint.items()
+    }
 
 
-def convert(state_dict: Dict[str, torch.Tensor],
-            num_classes: Optional[int] = None
-            ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def convert(
+    state_dict: Dict[str, torch.Tensor],
+    num_classes: Optional[int] = None
+) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """(mmpretrain state dict, info) from a torchvision ResNet state dict."""
     unknown = sorted(k for k in state_dict if not KEY_RE.match(k))
     if unknown:
@@ -90,8 +92,10 @@ def convert(state_dict: Dict[str, torch.Tensor],
         if required not in state_dict:
             raise ValueError(f'missing {required!r}')
     blocks = tuple(
-        len({k.split('.')[1] for k in state_dict
-             if k.startswith(f'layer{i}.')}) for i in range(1, 5))
+        len({
+            k.split('.')[1]
+            for k in state_dict if k.startswith(f'layer{i}.')
+        }) for i in range(1, 5))
     bottleneck = 'layer1.0.conv3.weight' in state_dict
     depth = DEPTHS.get((bottleneck, blocks))
     if depth is None:
@@ -115,9 +119,11 @@ def convert(state_dict: Dict[str, torch.Tensor],
             if tracked not in state_dict:  # torchvision < 0.4 files
                 out['backbone.' + tracked] = torch.tensor(0, dtype=torch.long)
                 added.append(tracked)
-    info = dict(depth=depth, num_classes=int(classes),
-                in_channels=int(in_channels),
-                added_num_batches_tracked=len(added))
+    info = dict(
+        depth=depth,
+        num_classes=int(classes),
+        in_channels=int(in_channels),
+        added_num_batches_tracked=len(added))
     return out, info
 
 
@@ -126,24 +132,27 @@ def main(argv: Optional[list] = None) -> None:
         description='Convert a torchvision ResNet checkpoint to mmpretrain')
     parser.add_argument('src', help='torchvision checkpoint (.pth)')
     parser.add_argument('dst', help='output mmpretrain checkpoint (.pth)')
-    parser.add_argument('--num-classes', type=int,
-                        help='expected number of classes (checked)')
+    parser.add_argument(
+        '--num-classes', type=int, help='expected number of classes (checked)')
     args = parser.parse_args(argv)
     try:
         state_dict = unwrap(load_checkpoint_safely(args.src))
         converted, info = convert(state_dict, args.num_classes)
     except ValueError as e:
         sys.exit(f'error: {args.src}: {e}')
-    meta = dict(info, source='torchvision ResNet',
-                source_file=osp.basename(args.src),
-                source_sha256=file_sha256(args.src),
-                mmpretrain_model=dict(
-                    type='ImageClassifier',
-                    backbone=dict(type='ResNet', depth=info['depth']),
-                    neck=dict(type='GlobalAveragePooling'),
-                    head=dict(type='LinearClsHead',
-                              num_classes=info['num_classes'],
-                              in_channels=info['in_channels'])))
+    meta = dict(
+        info,
+        source='torchvision ResNet',
+        source_file=osp.basename(args.src),
+        source_sha256=file_sha256(args.src),
+        mmpretrain_model=dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=info['depth']),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead',
+                num_classes=info['num_classes'],
+                in_channels=info['in_channels'])))
     tmp = f'{args.dst}.tmp-{os.getpid()}'
     try:
         torch.save(dict(state_dict=converted, meta=meta), tmp)
@@ -151,11 +160,11 @@ def main(argv: Optional[list] = None) -> None:
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    print(f'converted {len(state_dict)} tensors of a ResNet-{info["depth"]} '
-          f'with {info["num_classes"]} classes to {args.dst}'
-          + (f' (added {len(converted) - len(state_dict)} '
-             'num_batches_tracked)' if info['added_num_batches_tracked']
-             else ''))
+    print(
+        f'converted {len(state_dict)} tensors of a ResNet-{info["depth"]} '
+        f'with {info["num_classes"]} classes to {args.dst}' +
+        (f' (added {len(converted) - len(state_dict)} '
+         'num_batches_tracked)' if info['added_num_batches_tracked'] else ''))
 
 
 if __name__ == '__main__':

@@ -72,14 +72,15 @@ model = dict(
     neck=dict(init_cfg=dict(layer='Conv2d', **c2_xavier_fill)),
     rpn_head=dict(
         # smooth L1 with beta 1/9 (mmdet: L1)
-        loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0,
-                       loss_weight=1.0)),
+        loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
     roi_head=dict(
         # RoIAlign 7x7, sampling ratio 2 (POOLER_SAMPLING_RATIO), without the
         # half-pixel alignment maskrcnn-benchmark's ROIAlign does not have
         bbox_roi_extractor=dict(
             roi_layer=dict(
-                type='RoIAlign', output_size=7, sampling_ratio=2,
+                type='RoIAlign',
+                output_size=7,
+                sampling_ratio=2,
                 aligned=False)),
         bbox_head=dict(
             # smooth L1 with beta 1 (mmdet: L1)
@@ -101,5 +102,5 @@ model = dict(
             # clipped to zero width overlaps no anchor, and 0 would make
             # every anchor its positive.
             assigner=dict(min_pos_iou=1e-6)),
-        rpn_proposal=dict(
-            max_per_img=rpn_proposals_per_gpu_batch // images_per_gpu)))
+        rpn_proposal=dict(max_per_img=rpn_proposals_per_gpu_batch //
+                          images_per_gpu)))

@@ -52,8 +52,7 @@ test_cfg = dict(type='TestLoop')
 param_scheduler = [
     # maskrcnn-benchmark's default warm-up: linear from 1/3 over 500 iters
     dict(
-        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0,
-        end=500),
+        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0, end=500),
     dict(
         type='MultiStepLR',
         begin=0,

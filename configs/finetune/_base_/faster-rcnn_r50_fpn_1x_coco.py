@@ -11,8 +11,7 @@ model = dict(roi_head=dict(bbox_head=dict(num_classes=80)))
 param_scheduler = [
     # maskrcnn-benchmark's default warm-up: linear from 1/3 over 500 iters
     dict(
-        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0,
-        end=500),
+        type='LinearLR', start_factor=1 / 3, by_epoch=False, begin=0, end=500),
     dict(
         type='MultiStepLR',
         begin=0,

@@ -13,7 +13,4 @@
 # absolute folder for a read-only dataset copy, e.g. --cfg-options
 # fewshot.split_dir=$PWD/work_dirs/splits/coco
 fewshot = dict(
-    min_iters=1000,
-    checkpoint_interval=500,
-    max_keep_ckpts=1,
-    split_dir=None)
+    min_iters=1000, checkpoint_interval=500, max_keep_ckpts=1, split_dir=None)

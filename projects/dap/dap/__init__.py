@@ -26,13 +26,12 @@ register_checkpoint_loader()
 
 __all__ = [
     'BoxFileError', 'PseudoBoxFile', 'ShardWriter', 'image_list_fingerprint',
-    'merge_shards', 'write_box_file',
-    'ImageListError', 'ImageNetPseudoBoxDataset', 'IndexedImageNet',
-    'IndexedImageNet21k', 'LoadImageRandomChoiceResize', 'decode_resized',
-    'exact_safe_globals', 'load_checkpoint_safely',
-    'register_checkpoint_loader', 'safe_checkpoint_globals',
-    'DetectorTransferRunner', 'TransferReport', 'transfer_state_dict',
-    'CAMBoxMetric', 'LoadImageForCAM', 'decode_image', 'CAMBoxHook',
-    'CAMBoxRunError', 'CAMBoxConfigError', 'CAMBoxGenerator',
+    'merge_shards', 'write_box_file', 'ImageListError',
+    'ImageNetPseudoBoxDataset', 'IndexedImageNet', 'IndexedImageNet21k',
+    'LoadImageRandomChoiceResize', 'decode_resized', 'exact_safe_globals',
+    'load_checkpoint_safely', 'register_checkpoint_loader',
+    'safe_checkpoint_globals', 'DetectorTransferRunner', 'TransferReport',
+    'transfer_state_dict', 'CAMBoxMetric', 'LoadImageForCAM', 'decode_image',
+    'CAMBoxHook', 'CAMBoxRunError', 'CAMBoxConfigError', 'CAMBoxGenerator',
     'ResumableSampler'
 ]

@@ -453,8 +453,14 @@ def fit_cam_boxes_batched(
     scores = np.where(ref > 0, area / np.where(ref > 0, ref, 1.0), 1.0)
 
     if nms_iou is not None:
-        keep = _batched_nms(img, boxes, scores, first, counts, nms_iou,
-                            offset=0.0 if image_hw is None else 1.0)
+        keep = _batched_nms(
+            img,
+            boxes,
+            scores,
+            first,
+            counts,
+            nms_iou,
+            offset=0.0 if image_hw is None else 1.0)
         img, boxes, scores, ths = (a[keep] for a in (img, boxes, scores, ths))
         counts = np.bincount(img, minlength=num)
 

@@ -10,7 +10,6 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from mmengine.dist import all_reduce
 from mmengine.evaluator import BaseMetric
-
 from mmpretrain.registry import METRICS
 
 

@@ -17,9 +17,9 @@ from typing import Optional, Tuple
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine import fileio
+from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
-from mmpretrain.registry import TRANSFORMS
 from .datasets.image_decoding import decode_image
 
 
@@ -58,7 +58,9 @@ class LoadImageForCAM(BaseTransform):
         self.exif_orientation = bool(exif_orientation)
         self.backend_args = backend_args
 
-    def _fail(self, results: dict, reason: str,
+    def _fail(self,
+              results: dict,
+              reason: str,
               ori_shape: Tuple[int, int] = (0, 0)) -> dict:
         results['img'] = np.zeros((1, 1, 3), np.uint8)
         results['img_shape'] = (1, 1)
@@ -87,9 +89,9 @@ class LoadImageForCAM(BaseTransform):
                     header_hw = (probe.size[1], probe.size[0])
             except Exception:
                 pass
-            return self._fail(
-                results, f'cannot decode image: {type(e).__name__}: {e}',
-                header_hw)
+            return self._fail(results,
+                              f'cannot decode image: {type(e).__name__}: {e}',
+                              header_hw)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = ori_hw

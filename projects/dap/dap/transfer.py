@@ -40,7 +40,6 @@ Low-data (k-shot) runs use the same runner on a config whose split and
 schedule were written into it beforehand (:mod:`.fewshot.schedule`); the
 runner only refuses a few-shot template that was not resolved.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ import os.path as osp
 import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import is_main_process
@@ -74,8 +74,8 @@ class TransferReport:
     # class-specific tensors copied because the shapes match
     kept: List[str] = field(default_factory=list)
     # (name, checkpoint shape or None when absent, model shape)
-    reinitialised: List[Tuple[str, Optional[Shape], Shape]] = field(
-        default_factory=list)
+    reinitialised: List[Tuple[str, Optional[Shape],
+                              Shape]] = field(default_factory=list)
     unused: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)
     mismatched: List[Tuple[str, Shape, Shape]] = field(default_factory=list)
@@ -83,13 +83,16 @@ class TransferReport:
 
     @property
     def problems(self) -> List[str]:
-        out = [f'model tensor not in the checkpoint: {k}'
-               for k in self.missing]
-        out += [f'shape mismatch (not class-specific): {k} checkpoint '
-                f'{tuple(a)} vs model {tuple(b)}'
-                for k, a, b in self.mismatched]
-        out += [f'checkpoint tensor not in the model: {k}'
-                for k in self.unused]
+        out = [
+            f'model tensor not in the checkpoint: {k}' for k in self.missing
+        ]
+        out += [
+            f'shape mismatch (not class-specific): {k} checkpoint '
+            f'{tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched
+        ]
+        out += [
+            f'checkpoint tensor not in the model: {k}' for k in self.unused
+        ]
         return out
 
     def format(self) -> str:
@@ -122,9 +125,9 @@ class TransferReport:
                      (', '.join(self.missing) or 'none'))
         if self.mismatched:
             lines.append(f'Shape mismatches ({len(self.mismatched)}), '
-                         'left at their initialisation: ' + ', '.join(
-                             f'{k} {tuple(a)} vs {tuple(b)}'
-                             for k, a, b in self.mismatched))
+                         'left at their initialisation: ' +
+                         ', '.join(f'{k} {tuple(a)} vs {tuple(b)}'
+                                   for k, a, b in self.mismatched))
         return '\n'.join(lines)
 
     def to_dict(self) -> dict:
@@ -148,8 +151,8 @@ def extract_state_dict(checkpoint: object) -> Dict[str, torch.Tensor]:
             isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise ValueError('not a detector checkpoint: expected a dict with '
                          'a "state_dict" of tensors, or such a dict itself')
-    return OrderedDict((re.sub(r'^module\.', '', k), v)
-                       for k, v in checkpoint.items())
+    return OrderedDict(
+        (re.sub(r'^module\.', '', k), v) for k, v in checkpoint.items())
 
 
 def transfer_state_dict(model: nn.Module,
@@ -236,8 +239,9 @@ def _summarise_names(names: Sequence[str], depth: int = 3) -> str:
     """'backbone.layer1 (30), backbone.bn1 (2), ...' in first-seen order."""
     groups: Dict[str, int] = OrderedDict()
     for name in names:
-        key = '.'.join(name.split('.')[:depth - 1]) if name.count(
-            '.') >= depth - 1 else name
+        key = '.'.join(
+            name.split('.')[:depth -
+                            1]) if name.count('.') >= depth - 1 else name
         groups[key] = groups.get(key, 0) + 1
     return ', '.join(f'{k} ({v})' for k, v in groups.items())
 
@@ -273,10 +277,9 @@ class DetectorTransferRunner(Runner):
         finally:
             logger.removeFilter(skipped)
         if skipped.names:
-            self.logger.info(
-                f'{len(skipped.names)} frozen parameters '
-                '(requires_grad=False) are not optimised: ' +
-                _summarise_names(skipped.names))
+            self.logger.info(f'{len(skipped.names)} frozen parameters '
+                             '(requires_grad=False) are not optimised: ' +
+                             _summarise_names(skipped.names))
         return built
 
     def load_or_resume(self) -> None:

@@ -80,8 +80,9 @@ def key_bytes(chunk: Any) -> List[bytes]:
         return chunk.tolist()
     if isinstance(chunk, np.ndarray):
         chunk = chunk.tolist()
-    return [k if isinstance(k, bytes) else str(k).encode('utf-8')
-            for k in chunk]
+    return [
+        k if isinstance(k, bytes) else str(k).encode('utf-8') for k in chunk
+    ]
 
 
 def check_key_block(block: bytes, count: int, first: int) -> None:
@@ -104,9 +105,8 @@ class ImageListHasher:
         self.with_labels = bool(with_labels)
         self.num_keys = 0
         self.num_labels = 0
-        self._digest = hashlib.sha256(
-            b'dap-image-list/1 n=%d labels=%d\n' %
-            (self.num_images, self.with_labels))
+        self._digest = hashlib.sha256(b'dap-image-list/1 n=%d labels=%d\n' %
+                                      (self.num_images, self.with_labels))
 
     def update_keys(self, block: bytes, count: int) -> None:
         """``count`` utf-8 keys, each followed by ``b'\\n'``."""
@@ -127,8 +127,8 @@ class ImageListHasher:
         self.num_labels += chunk.size
 
     def hexdigest(self) -> str:
-        expected = (self.num_images, self.num_images if self.with_labels
-                    else 0)
+        expected = (self.num_images,
+                    self.num_images if self.with_labels else 0)
         if (self.num_keys, self.num_labels) != expected:
             raise BoxFileError(
                 f'image list fingerprint of {self.num_images} images got '
@@ -193,9 +193,9 @@ def describe_changes(old: Any,
     if isinstance(old, dict) and isinstance(new, dict) and depth != 0:
         out = []
         for k in sorted(set(old) | set(new)):
-            out += describe_changes(old.get(k), new.get(k),
-                                    f'{path}.{k}' if path else str(k),
-                                    None if depth is None else depth - 1)
+            out += describe_changes(
+                old.get(k), new.get(k), f'{path}.{k}' if path else str(k),
+                None if depth is None else depth - 1)
         return out
     if old == new:
         return []
@@ -213,8 +213,7 @@ def describe_changes(old: Any,
 
 def check_values(sizes: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
                  status: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                 thresholds: np.ndarray, num_classes: int,
-                 where: str) -> None:
+                 thresholds: np.ndarray, num_classes: int, where: str) -> None:
     """Raise :class:`BoxFileError` at the first value the format forbids."""
     ok = np.asarray(status) == STATUS_OK
     if (~ok & (np.asarray(status) != STATUS_FAILED)).any():

@@ -34,8 +34,8 @@ def _merged_meta(run_meta: Optional[Dict], meta: Optional[Dict]) -> Dict:
                  'image_list_fingerprint', 'num_classes', 'classes'):
         if run_meta is None or name not in run_meta:
             continue
-        if name in out and json.loads(canonical_json(
-                out[name], name)) != run_meta[name]:
+        if name in out and json.loads(canonical_json(out[name],
+                                                     name)) != run_meta[name]:
             changes = '; '.join(describe_changes(run_meta, out, depth=1))
             raise BoxFileError(
                 f'meta["{name}"] differs from the value the shards were '
@@ -78,8 +78,8 @@ def merge_shards(shard_dir: PathLike,
         name: np.concatenate([s[name] for s in shards or [empty_shard()]])
         for name in SHARD_FIELDS
     }
-    shard_of_row = np.repeat(np.arange(len(shards)),
-                             [len(s['indices']) for s in shards])
+    shard_of_row = np.repeat(
+        np.arange(len(shards)), [len(s['indices']) for s in shards])
     idx, counts = fields['indices'], fields['counts']
     out_of_range = np.flatnonzero((idx < 0) | (idx >= n))
     if out_of_range.size:
@@ -121,16 +121,16 @@ def merge_shards(shard_dir: PathLike,
         'keys': encode_keys(merged_keys),
         'sizes': np.ascontiguousarray(fields['sizes'][rows], '<i4'),
         'labels': np.ascontiguousarray(fields['labels'][rows], '<i8'),
-        'offsets': np.concatenate([[0], np.cumsum(counts[rows])]).astype(
-            '<i8'),
+        'offsets': np.concatenate([[0],
+                                   np.cumsum(counts[rows])]).astype('<i8'),
         'status': np.ascontiguousarray(status, 'u1'),
         'boxes': np.ascontiguousarray(fields['boxes'][box_rows], '<f4'),
         'scores': np.ascontiguousarray(fields['scores'][box_rows], '<f4'),
         'thresholds': np.ascontiguousarray(fields['thresholds'][box_rows],
                                            '<f4'),
         'failed_indices': idx[failed_rows].astype('<i8'),
-        'failed_reasons': encode_reasons(
-            fields['reasons'][failed_rows].tolist()),
+        'failed_reasons':
+        encode_reasons(fields['reasons'][failed_rows].tolist()),
     }
     out_path = Path(out_path)
     write_arrays(out_path, arrays, _merged_meta(run_meta, meta), overwrite)
@@ -164,10 +164,10 @@ def _check_duplicates(fields: Dict[str, np.ndarray], starts: np.ndarray,
         differs[pair[bad]] = True
     if differs.any():
         bad = np.flatnonzero(differs)
-        examples = '; '.join(
-            f'index {fields["indices"][dup[i]]} in '
-            f'{paths[shard_of_row[dup[i]]].name} and '
-            f'{paths[shard_of_row[ref[i]]].name}' for i in bad[:5])
+        examples = '; '.join(f'index {fields["indices"][dup[i]]} in '
+                             f'{paths[shard_of_row[dup[i]]].name} and '
+                             f'{paths[shard_of_row[ref[i]]].name}'
+                             for i in bad[:5])
         raise BoxFileError(
             f'{bad.size} images have conflicting results in different '
             f'shards ({examples}). Two runs with different settings wrote '

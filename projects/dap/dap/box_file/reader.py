@@ -26,8 +26,8 @@ class MemberFile(NamedTuple):
     length: int
 
 
-def _read_npy_header(path: Path) -> Tuple[Tuple[int, ...], bool, np.dtype,
-                                          int]:
+def _read_npy_header(path: Path
+                     ) -> Tuple[Tuple[int, ...], bool, np.dtype, int]:
     """(shape, fortran_order, dtype, data offset) of an .npy file."""
     try:
         with open(path, 'rb') as f:
@@ -62,8 +62,7 @@ def _open_npy(path: Path, dtype: Optional[np.dtype],
                 f'{path} has dtype {got_dtype}, expected fixed-width utf-8 '
                 'bytes (numpy S)')
     elif got_dtype != dtype:
-        raise BoxFileError(
-            f'{path} has dtype {got_dtype}, expected {dtype}')
+        raise BoxFileError(f'{path} has dtype {got_dtype}, expected {dtype}')
     if tuple(got_shape) != tuple(shape):
         raise BoxFileError(
             f'{path} has shape {tuple(got_shape)}, expected {tuple(shape)} '
@@ -79,8 +78,8 @@ def _open_npy(path: Path, dtype: Optional[np.dtype],
         arr = np.load(path, mmap_mode='r', allow_pickle=False)
     except (ValueError, OSError) as e:
         raise BoxFileError(f'cannot memory-map {path}: {e}') from e
-    return arr, MemberFile(str(path), offset, got_dtype, tuple(shape[1:]),
-                           shape[0])
+    return arr, MemberFile(
+        str(path), offset, got_dtype, tuple(shape[1:]), shape[0])
 
 
 def _require(meta: Dict, name: str, types: Tuple[type, ...],
@@ -186,9 +185,8 @@ class PseudoBoxFile:
             if not (path / fname).is_file()
         ]
         if missing:
-            raise BoxFileError(
-                f'{path} is incomplete: missing member(s) '
-                f'{", ".join(missing)}')
+            raise BoxFileError(f'{path} is incomplete: missing member(s) '
+                               f'{", ".join(missing)}')
         arrays, files = {}, {}
         for name, (fname, dtype, shape) in MEMBERS.items():
             arrays[name], files[name] = _open_npy(
@@ -353,14 +351,21 @@ class PseudoBoxFile:
         """Full scan: recompute fingerprints, check values (slow on 14M)."""
         keys_fp = image_list_fingerprint(self.keys)
         list_fp = image_list_fingerprint(self.keys, self.labels)
-        if list_fp != self.meta['image_list_fingerprint'] or (
-                self.meta.get('image_keys_fingerprint', keys_fp) != keys_fp):
+        if list_fp != self.meta['image_list_fingerprint'] or (self.meta.get(
+                'image_keys_fingerprint', keys_fp) != keys_fp):
             raise BoxFileError(
                 f'{self.path}: keys/labels do not match the fingerprints '
                 'stored in meta.json (the arrays were modified)')
-        check_values(self.sizes, self.labels, self.offsets, self.status,
-                     self.boxes, self.scores, self.thresholds,
-                     self.num_classes, where=str(self.path))
+        check_values(
+            self.sizes,
+            self.labels,
+            self.offsets,
+            self.status,
+            self.boxes,
+            self.scores,
+            self.thresholds,
+            self.num_classes,
+            where=str(self.path))
         bad = first_decrease(self.offsets)
         if bad >= 0:
             raise BoxFileError(f'{self.path}: box_offsets.npy decreases at '

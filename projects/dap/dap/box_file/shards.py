@@ -56,11 +56,12 @@ def _claim_run(shard_dir: Path, run_meta: Dict) -> None:
     """Create run.json, or check that an existing one has this run_meta."""
     path = shard_dir / RUN_FILE
     if not path.exists():
-        text = canonical_json({
-            'format': SHARD_FORMAT_NAME,
-            'version': SHARD_FORMAT_VERSION,
-            'run_meta': run_meta
-        }, 'run_meta')
+        text = canonical_json(
+            {
+                'format': SHARD_FORMAT_NAME,
+                'version': SHARD_FORMAT_VERSION,
+                'run_meta': run_meta
+            }, 'run_meta')
         tmp = path.with_name(f'.{RUN_FILE}.tmp-{os.getpid()}-'
                              f'{uuid.uuid4().hex[:8]}')
         tmp.write_text(text, encoding='utf-8')
@@ -110,17 +111,19 @@ SHARD_FIELDS = {
 def empty_shard() -> Dict[str, np.ndarray]:
     """Zero-row arrays of every shard field (merging no shards)."""
     return {
-        name: np.zeros((0, ) + ((2, ) if name == 'sizes' else (4, )
-                                if name == 'boxes' else ()),
-                       dtype if dtype is not None else 'S1')
+        name:
+        np.zeros((0, ) + ((2, ) if name == 'sizes' else
+                          (4, ) if name == 'boxes' else ()),
+                 dtype if dtype is not None else 'S1')
         for name, (dtype, _) in SHARD_FIELDS.items()
     }
 
 
-def read_shard(path: Path,
-               digest: Optional[str],
-               fields: Sequence[str] = tuple(SHARD_FIELDS)
-               ) -> Dict[str, np.ndarray]:
+def read_shard(
+    path: Path,
+    digest: Optional[str],
+    fields: Sequence[str] = tuple(SHARD_FIELDS)
+) -> Dict[str, np.ndarray]:
     """Load and check one shard (plain arrays only, never pickle)."""
     hint = ('delete it (its images will be computed again on the next run)'
             ' or move it away')
@@ -143,8 +146,8 @@ def read_shard(path: Path,
         raise BoxFileError(f'shard {path} is unreadable ({e}); {hint}') from e
     for name, arr in out.items():
         dtype, ndim = SHARD_FIELDS[name]
-        if (arr.dtype.kind != 'S' if dtype is None else
-                arr.dtype != dtype) or arr.ndim != ndim:
+        if (arr.dtype.kind != 'S'
+                if dtype is None else arr.dtype != dtype) or arr.ndim != ndim:
             raise BoxFileError(
                 f'shard {path}: {name} has dtype {arr.dtype} and {arr.ndim} '
                 f'dims; {hint}')
@@ -152,11 +155,10 @@ def read_shard(path: Path,
         n, m = len(out['indices']), len(out['boxes'])
         per_image = ('keys', 'sizes', 'labels', 'status', 'counts', 'reasons')
         consistent = (
-            all(len(out[k]) == n for k in per_image)
-            and out['sizes'].shape[1:] == (2, )
-            and out['boxes'].shape[1:] == (4, )
-            and len(out['scores']) == m and len(out['thresholds']) == m
-            and int(out['counts'].sum()) == m
+            all(len(out[k]) == n
+                for k in per_image) and out['sizes'].shape[1:] == (2, )
+            and out['boxes'].shape[1:] == (4, ) and len(out['scores']) == m
+            and len(out['thresholds']) == m and int(out['counts'].sum()) == m
             and not (out['counts'] < 0).any())
         if not consistent:
             raise BoxFileError(f'shard {path} has inconsistent array '
@@ -196,9 +198,8 @@ class ShardWriter:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         _claim_run(self.shard_dir, self.run_meta)
         seqs = [
-            int(m.group(2)) for m in map(_SHARD_RE.match,
-                                         (p.name for p in
-                                          shard_paths(self.shard_dir)))
+            int(m.group(2)) for m in map(_SHARD_RE.match, (
+                p.name for p in shard_paths(self.shard_dir)))
             if int(m.group(1)) == self.rank
         ]
         self._seq = max(seqs, default=-1) + 1
@@ -258,8 +259,8 @@ class ShardWriter:
             raise BoxFileError(f'image {index}: label {label} out of range')
         if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
             raise BoxFileError(f'image {index}: non-finite boxes or scores')
-        self._pending.append((index, key_b, w, h, label, STATUS_OK, b'',
-                              boxes, scores, thresholds))
+        self._pending.append((index, key_b, w, h, label, STATUS_OK, b'', boxes,
+                              scores, thresholds))
         self._maybe_flush()
 
     def add_failed(self,

@@ -81,8 +81,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _build_meta(meta: Dict, n: int, m: int, num_failed: int,
-                list_fp: str, keys_fp: str) -> Dict:
+def _build_meta(meta: Dict, n: int, m: int, num_failed: int, list_fp: str,
+                keys_fp: str) -> Dict:
     """The meta.json object: caller's meta + counts and fingerprints."""
     if not isinstance(meta, dict):
         raise BoxFileError(f'meta must be a dict, got {type(meta).__name__}')
@@ -117,9 +117,8 @@ def _build_meta(meta: Dict, n: int, m: int, num_failed: int,
                 isinstance(c, str) for c in classes):
             raise BoxFileError('meta["classes"] must be a list of names')
         if out.setdefault('num_classes', len(classes)) != len(classes):
-            raise BoxFileError(
-                f'meta["num_classes"]={out["num_classes"]} but '
-                f'{len(classes)} class names')
+            raise BoxFileError(f'meta["num_classes"]={out["num_classes"]} but '
+                               f'{len(classes)} class names')
     out['classes'] = classes
     num_classes = out.get('num_classes')
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or \
@@ -180,14 +179,22 @@ def write_arrays(path: Path, arrays: Dict[str, np.ndarray], meta: Dict,
                            len(arrays['failed_indices']),
                            image_list_fingerprint(keys, labels),
                            image_list_fingerprint(keys))
-    check_values(arrays['sizes'], labels, arrays['offsets'],
-                 arrays['status'], arrays['boxes'], arrays['scores'],
-                 arrays['thresholds'], meta_obj['num_classes'],
-                 where='box file data')
+    check_values(
+        arrays['sizes'],
+        labels,
+        arrays['offsets'],
+        arrays['status'],
+        arrays['boxes'],
+        arrays['scores'],
+        arrays['thresholds'],
+        meta_obj['num_classes'],
+        where='box file data')
     _write_dir(path, arrays, canonical_json(meta_obj, 'meta'), overwrite)
 
 
-def _stack_per_image(values: Sequence[Any], n: int, name: str,
+def _stack_per_image(values: Sequence[Any],
+                     n: int,
+                     name: str,
                      width: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """Concatenate per-image arrays; returns (rows, counts)."""
     if len(values) != n:
@@ -205,9 +212,8 @@ def _failed_arrays(failed: Optional[Mapping[int, str]],
     if failed is None:
         failed = {}
     if not isinstance(failed, Mapping):
-        raise BoxFileError(
-            'failed must be a dict {image index: reason}, got '
-            f'{type(failed).__name__}')
+        raise BoxFileError('failed must be a dict {image index: reason}, got '
+                           f'{type(failed).__name__}')
     reasons = {int(i): r for i, r in failed.items()}
     indices = np.array(sorted(reasons), np.int64)
     if indices.size and not 0 <= indices[0] <= indices[-1] < n:
@@ -215,8 +221,8 @@ def _failed_arrays(failed: Optional[Mapping[int, str]],
         raise BoxFileError(f'failed index {bad} out of range')
     status = np.zeros(n, np.uint8)
     status[indices] = STATUS_FAILED
-    return status, indices, encode_reasons(
-        reasons[i] for i in indices.tolist())
+    return status, indices, encode_reasons(reasons[i]
+                                           for i in indices.tolist())
 
 
 def write_box_file(path: PathLike,

@@ -32,8 +32,7 @@ import socket
 import tempfile
 import time
 import uuid
-from typing import (Callable, Iterator, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.fileio import get_file_backend
@@ -90,8 +89,8 @@ class ImageListNotFound(ImageListError, FileNotFoundError):
 
 
 # --------------------------------------------------------------- parsing
-def parse_lines(lines: Sequence[bytes], first_line: int, ann_file: str
-                ) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
+def parse_lines(lines: Sequence[bytes], first_line: int,
+                ann_file: str) -> Tuple[List[bytes], np.ndarray, np.ndarray]:
     """mmpretrain's ``line.strip().rsplit(' ', 1)`` on lines (no b'\\n').
 
     Returns (keys, labels, line numbers).  Blank lines are skipped;
@@ -125,20 +124,20 @@ def parse_lines(lines: Sequence[bytes], first_line: int, ann_file: str
         keys.append(parts[0])
         labels.append(int(parts[1]))
         numbers.append(number)
-    return (keys, np.array(labels, dtype=np.int64),
-            np.array(numbers, dtype=np.int64))
+    return (keys, np.array(labels,
+                           dtype=np.int64), np.array(numbers, dtype=np.int64))
 
 
 def _segment_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Positions of the concatenated ranges [start, start + length)."""
     total = int(lengths.sum())
     first = np.cumsum(lengths) - lengths
-    return np.repeat(starts - first, lengths) + np.arange(total,
-                                                          dtype=np.int64)
+    return np.repeat(starts - first, lengths) + np.arange(
+        total, dtype=np.int64)
 
 
-def _parse_clean_block(buf: bytes) -> Optional[Tuple[bytes, np.ndarray,
-                                                     np.ndarray]]:
+def _parse_clean_block(buf: bytes
+                       ) -> Optional[Tuple[bytes, np.ndarray, np.ndarray]]:
     """Vectorised parse of complete lines ``key label\\n`` (CRLF allowed).
 
     Returns (keys blob, key lengths, labels), or None when the block has
@@ -195,9 +194,10 @@ def _parse_clean_block(buf: bytes) -> Optional[Tuple[bytes, np.ndarray,
     return out[~drop].tobytes(), space - starts, labels
 
 
-def read_ann_blocks(ann_file: str, vectorised: bool = True
-                    ) -> Iterator[Tuple[bytes, np.ndarray, np.ndarray,
-                                        np.ndarray]]:
+def read_ann_blocks(
+    ann_file: str,
+    vectorised: bool = True
+) -> Iterator[Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]]:
     """(keys blob, key lengths, labels, line numbers) per block of lines.
 
     The keys blob holds each key followed by ``b'\\n'``.  Lines are parsed
@@ -259,9 +259,11 @@ def find_class_folders(root: str) -> List[str]:
     return folders
 
 
-def scan_class_folders(root: str, folders: Sequence[str],
-                       extensions: Sequence[str] = IMG_EXTENSIONS
-                       ) -> Iterator[Tuple[int, List[bytes]]]:
+def scan_class_folders(
+    root: str,
+    folders: Sequence[str],
+    extensions: Sequence[str] = IMG_EXTENSIONS
+) -> Iterator[Tuple[int, List[bytes]]]:
     """(label, utf-8 keys) per class folder, in mmpretrain's order
     (``get_samples``: files sorted, recursive, filtered by extension)."""
     backend = get_file_backend(root, enable_singleton=True)
@@ -269,10 +271,12 @@ def scan_class_folders(root: str, folders: Sequence[str],
     for label, folder in enumerate(folders):
         files = backend.list_dir_or_file(
             backend.join_path(root, folder),
-            list_dir=False, list_file=True, recursive=True)
+            list_dir=False,
+            list_file=True,
+            recursive=True)
         yield label, [
-            backend.join_path(folder, f).encode('utf-8')
-            for f in sorted(files) if f.lower().endswith(extensions)
+            backend.join_path(folder, f).encode('utf-8') for f in sorted(files)
+            if f.lower().endswith(extensions)
         ]
 
 
@@ -338,8 +342,7 @@ def subset_positions(current: np.ndarray,
     if isinstance(indices, int):
         return current[:indices] if indices >= 0 else current[indices:]
     pos = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if pos.size and (pos.min() < -len(current)
-                     or pos.max() >= len(current)):
+    if pos.size and (pos.min() < -len(current) or pos.max() >= len(current)):
         raise IndexError(f'indices out of range for {len(current)} images')
     return current[pos]
 
@@ -352,8 +355,11 @@ def _source_stat(path: str) -> dict:
         head = hashlib.sha256(f.read(_PROBE_BYTES)).hexdigest()
         f.seek(max(0, st.st_size - _PROBE_BYTES))
         tail = hashlib.sha256(f.read(_PROBE_BYTES)).hexdigest()
-    return dict(size=st.st_size, mtime_ns=st.st_mtime_ns, head_sha256=head,
-                tail_sha256=tail)
+    return dict(
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        head_sha256=head,
+        tail_sha256=tail)
 
 
 class _IndexWriter:
@@ -389,8 +395,12 @@ class _IndexWriter:
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        meta = dict(meta, format=INDEX_FORMAT, version=INDEX_VERSION,
-                    num_images=self.count, key_bytes=self.key_bytes)
+        meta = dict(
+            meta,
+            format=INDEX_FORMAT,
+            version=INDEX_VERSION,
+            num_images=self.count,
+            key_bytes=self.key_bytes)
         with open(osp.join(self.tmp, 'meta.json'), 'w') as f:
             json.dump(meta, f, indent=2, sort_keys=True)
             f.flush()
@@ -445,17 +455,20 @@ class ImageListIndex:
                                  'image list index')
         n = self.num_images = int(self.meta['num_images'])
         key_bytes = int(self.meta['key_bytes'])
-        sizes = {'keys.bin': key_bytes, 'key_offsets.i8': 8 * (n + 1),
-                 'labels.i8': 8 * n}
+        sizes = {
+            'keys.bin': key_bytes,
+            'key_offsets.i8': 8 * (n + 1),
+            'labels.i8': 8 * n
+        }
         for name, size in sizes.items():
             actual = os.stat(osp.join(path, name)).st_size
             if actual != size:
                 raise ImageListError(
                     f'{path}/{name} has {actual} bytes, expected {size}')
-        self.keys = FileRows(osp.join(path, 'keys.bin'), 0, np.uint8, (),
-                             key_bytes)
-        self.offsets = FileRows(osp.join(path, 'key_offsets.i8'), 0, '<i8',
-                                (), n + 1)
+        self.keys = FileRows(
+            osp.join(path, 'keys.bin'), 0, np.uint8, (), key_bytes)
+        self.offsets = FileRows(
+            osp.join(path, 'key_offsets.i8'), 0, '<i8', (), n + 1)
         self.labels = FileRows(osp.join(path, 'labels.i8'), 0, '<i8', (), n)
         if int(self.offsets.rows(n, n + 1)[0]) != key_bytes:
             raise ImageListError(f'{path}: key offsets do not end at the '
@@ -468,16 +481,19 @@ class ImageListIndex:
     def label(self, i: int) -> int:
         return int(self.labels.rows(i, i + 1)[0])
 
-    def key_blocks(self, start: int, stop: int, block: int = 1 << 20
-                   ) -> Iterator[Tuple[int, bytes]]:
+    def key_blocks(self,
+                   start: int,
+                   stop: int,
+                   block: int = 1 << 20) -> Iterator[Tuple[int, bytes]]:
         """(count, keys blob with b'\\n' after each key) for [start, stop)."""
         for first in range(start, stop, block):
             last = min(stop, first + block)
-            lo, hi = (int(self.offsets.rows(i, i + 1)[0])
-                      for i in (first, last))
+            lo, hi = (
+                int(self.offsets.rows(i, i + 1)[0]) for i in (first, last))
             yield last - first, self.keys.read_bytes(lo, hi)
 
-    def fingerprint(self, num_classes: int,
+    def fingerprint(self,
+                    num_classes: int,
                     positions: Optional[np.ndarray] = None,
                     progress: Optional[Callable[[int, int], None]] = None,
                     block: int = 1 << 20) -> str:
@@ -498,7 +514,8 @@ class ImageListIndex:
                 if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and \
                         (np.diff(rows) == 1).all():
                     (count, blob), = self.key_blocks(
-                        int(rows[0]), int(rows[-1]) + 1, len(rows))
+                        int(rows[0]),
+                        int(rows[-1]) + 1, len(rows))
                 else:
                     count = len(rows)
                     blob = b''.join(self.key(int(i)) + b'\n' for i in rows)
@@ -511,8 +528,9 @@ class ImageListIndex:
             if positions is None:
                 labels = self.labels.rows(first, last)
             else:
-                labels = np.array([self.label(int(i))
-                                   for i in positions[first:last]], np.int64)
+                labels = np.array(
+                    [self.label(int(i)) for i in positions[first:last]],
+                    np.int64)
             labels = np.where((labels >= 0) & (labels < num_classes), labels,
                               -1)
             hasher.update_labels(labels)
@@ -531,8 +549,8 @@ def default_index_path(ann_file: str, index_dir: Optional[str]) -> str:
                     f'{INDEX_SUFFIX}')
 
 
-def open_index_if_current(path: str, ann_file: str
-                          ) -> Optional[ImageListIndex]:
+def open_index_if_current(path: str,
+                          ann_file: str) -> Optional[ImageListIndex]:
     """The index at ``path`` if it exists and was built from this version
     of ``ann_file``; else None."""
     if not osp.isfile(osp.join(path, 'meta.json')):
@@ -546,7 +564,8 @@ def open_index_if_current(path: str, ann_file: str
     return index
 
 
-def build_ann_index(ann_file: str, path: str,
+def build_ann_index(ann_file: str,
+                    path: str,
                     progress: Optional[Callable[[int, int], None]] = None
                     ) -> ImageListIndex:
     """Parse ``ann_file`` into an index at ``path`` (atomically)."""
@@ -589,8 +608,8 @@ def build_folder_index(root: str, folders: Sequence[str],
             writer.add(b''.join(k + b'\n' for k in keys),
                        np.fromiter(map(len, keys), np.int64, len(keys)),
                        np.full(len(keys), label, np.int64))
-        writer.finish(dict(source=dict(folders=osp.abspath(root),
-                                       built=time.time())))
+        writer.finish(
+            dict(source=dict(folders=osp.abspath(root), built=time.time())))
     except BaseException:
         writer.abort()
         shutil.rmtree(parent, ignore_errors=True)

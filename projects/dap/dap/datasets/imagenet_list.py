@@ -21,9 +21,9 @@ import numpy as np
 from mmengine.dist import barrier, broadcast_object_list, get_dist_info
 from mmengine.fileio import get_file_backend
 from mmengine.logging import print_log
-
 from mmpretrain.datasets import ImageNet, ImageNet21k
 from mmpretrain.registry import DATASETS
+
 from ..utils.progress_log import ProgressLog
 from .image_list import (ImageListError, ImageListIndex, RowDataset,
                          build_ann_index, build_folder_index,
@@ -87,16 +87,20 @@ class _IndexedImageList(RowDataset):
         index = open_index_if_current(path, self.ann_file)
         if index is not None:
             return index
-        print_log(f'{type(self).__name__}: indexing {self.ann_file} into '
-                  f'{path} (once; reused while the list is unchanged)',
-                  logger='current')
+        print_log(
+            f'{type(self).__name__}: indexing {self.ann_file} into '
+            f'{path} (once; reused while the list is unchanged)',
+            logger='current')
         start = time.time()
         index = build_ann_index(
-            self.ann_file, path,
+            self.ann_file,
+            path,
             progress=ProgressLog(
                 f'indexing {osp.basename(self.ann_file)} (lines)'))
-        print_log(f'indexed {index.num_images:,} images in '
-                  f'{time.time() - start:.1f} s', logger='current')
+        print_log(
+            f'indexed {index.num_images:,} images in '
+            f'{time.time() - start:.1f} s',
+            logger='current')
         return index
 
     def _index_path(self) -> str:
@@ -109,7 +113,8 @@ class _IndexedImageList(RowDataset):
                 f'{type(self).__name__}: {osp.dirname(path)} is not '
                 f'writable; the index of {self.ann_file} goes to {fallback} '
                 '(set index_dir to a folder all ranks share)',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
             return fallback
         return path
 
@@ -148,15 +153,18 @@ class _IndexedImageList(RowDataset):
                 f'found no files with extensions {self.extensions} in the '
                 f'class folders of {root}')
         if empty:
-            print_log(f'no image in the class folders {", ".join(empty)}',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'no image in the class folders {", ".join(empty)}',
+                logger='current',
+                level=logging.WARNING)
         if self.CLASSES is None:
             self._metainfo['classes'] = tuple(folders)
         return index
 
     def _apply_indices(self, indices: Union[int, Sequence[int]]) -> None:
-        current = (np.arange(self._length, dtype=np.int64)
-                   if self._subset is None else self._subset)
+        current = (
+            np.arange(self._length, dtype=np.int64)
+            if self._subset is None else self._subset)
         self._subset = subset_positions(current, indices)
         self._length = len(self._subset)
 
@@ -188,10 +196,11 @@ class _IndexedImageList(RowDataset):
         labels = self._index.labels.rows(0, self._index.num_images)
         return labels if self._subset is None else labels[self._subset]
 
-    def image_list_fingerprint(
-            self,
-            num_classes: int,
-            progress: Optional[Callable[[int, int], None]] = None) -> str:
+    def image_list_fingerprint(self,
+                               num_classes: int,
+                               progress: Optional[Callable[[int, int],
+                                                           None]] = None
+                               ) -> str:
         """``box_file.image_list_fingerprint`` of the image keys (paths
         relative to the image prefix) and labels (-1 outside
         ``[0, num_classes)``), streamed from the index: what

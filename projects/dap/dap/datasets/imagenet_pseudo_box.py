@@ -16,16 +16,14 @@ import os.path as osp
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
+from mmdet.datasets import BaseDetDataset
+from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 from mmengine.utils import is_abs
 
-from mmdet.datasets import BaseDetDataset
-from mmdet.registry import DATASETS
-
 from ..box_file import BoxFileError, ImageListHasher, PseudoBoxFile
 from .image_list import (FileRows, RowDataset, find_class_folders,
-                         read_ann_blocks, scan_class_folders,
-                         subset_positions)
+                         read_ann_blocks, scan_class_folders, subset_positions)
 
 
 class _ImageListDigest:
@@ -188,7 +186,8 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
                 f'{type(self).__name__}: verify_image_list=False, the image '
                 f'list is not compared with {self.box_file}; its '
                 f'{box.num_images} keys are used as the list',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         self._set_classes(box, folder_classes)
         failed = np.asarray(box.failed_indices, dtype=np.int64)
         # the i-th usable image is i + #(failed f_m with f_m - m <= i)
@@ -205,7 +204,8 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
             f'{type(self).__name__}: {self._length} images, '
             f'{box.num_boxes} pseudo boxes from {self.box_file}; '
             f'{len(failed)} of {box.num_images} images failed in step 2 and '
-            'are skipped', logger='current')
+            'are skipped',
+            logger='current')
         self._fully_initialized = True
 
     def _set_classes(self, box: PseudoBoxFile,
@@ -222,9 +222,9 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
         if len(classes) != expected:
             raise BoxFileError(
                 f'metainfo has {len(classes)} classes, but the pseudo-box '
-                f'file {self.box_file} has {box.num_classes}'
-                + (' (class_agnostic needs exactly one)'
-                   if self.class_agnostic else ''))
+                f'file {self.box_file} has {box.num_classes}' +
+                (' (class_agnostic needs exactly one)' if self.
+                 class_agnostic else ''))
         self._metainfo['classes'] = classes
 
     def _check_image_list(self, box: PseudoBoxFile) -> Optional[List[str]]:
@@ -259,8 +259,9 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
 
     def _apply_indices(self, indices: Union[int, Sequence[int]]) -> None:
         """mmengine's ``indices``: an int (first / last n) or positions."""
-        current = (np.arange(self._length, dtype=np.int64)
-                   if self._subset is None else self._subset)
+        current = (
+            np.arange(self._length, dtype=np.int64)
+            if self._subset is None else self._subset)
         sub = subset_positions(current, indices)
         self._subset = sub
         self._length = len(sub)
@@ -332,7 +333,8 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
                     f'{type(self).__name__}: {data_info["img_path"]} has no '
                     'pseudo box (after min_box_size); images without boxes '
                     'are redrawn (reported once per process)',
-                    logger='current', level=logging.WARNING)
+                    logger='current',
+                    level=logging.WARNING)
                 self._warned_empty = True
             return None
         return self.pipeline(data_info)

@@ -16,10 +16,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
-from mmengine import fileio
-
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes
+from mmengine import fileio
+
 from .image_decoding import Scale, decode_resized, resolve_backend
 
 
@@ -72,9 +72,9 @@ class LoadImageRandomChoiceResize(BaseTransform):
                  check_size: bool = True,
                  backend_args: Optional[dict] = None) -> None:
         super().__init__()
-        if isinstance(scales, (int, tuple)) and not (
-                isinstance(scales, tuple) and scales
-                and isinstance(scales[0], (list, tuple))):
+        one_scale = isinstance(scales, (int, tuple)) and not (isinstance(
+            scales, tuple) and scales and isinstance(scales[0], (list, tuple)))
+        if one_scale:
             scales = [scales]
         self.scales: List[Scale] = [
             s if isinstance(s, int) else tuple(int(v) for v in s)
@@ -89,8 +89,7 @@ class LoadImageRandomChoiceResize(BaseTransform):
         if channel_order not in ('bgr', 'rgb'):
             raise ValueError(f'channel_order must be bgr or rgb, got '
                              f'{channel_order!r}')
-        self.decode_backend = resolve_backend(decode_backend,
-                                              'decode_backend')
+        self.decode_backend = resolve_backend(decode_backend, 'decode_backend')
         self.keep_ratio = keep_ratio
         self.clip_object_border = clip_object_border
         self.interpolation = interpolation
@@ -161,8 +160,9 @@ class LoadImageRandomChoiceResize(BaseTransform):
                 boxes.clip_(results['img_shape'])
         else:
             w_scale, h_scale = results['scale_factor']
-            boxes = np.asarray(boxes, dtype=np.float32) * np.array(
-                [w_scale, h_scale, w_scale, h_scale], dtype=np.float32)
+            boxes = np.asarray(
+                boxes, dtype=np.float32) * np.array(
+                    [w_scale, h_scale, w_scale, h_scale], dtype=np.float32)
             if self.clip_object_border:
                 h, w = results['img_shape']
                 boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)

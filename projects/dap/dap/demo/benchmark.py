@@ -25,12 +25,12 @@ Every image is drawn from its own generator seeded by
 ``(seed, set, index)``, so a set is identical across runs and machines and
 images can be regenerated independently.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
 import json
 import math
 import os
 import os.path as osp
 import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -38,8 +38,8 @@ from PIL import Image, ImageDraw
 from ..box_iou import box_iou
 
 #: Every shape kind the renderer knows.
-SHAPE_FAMILY = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross',
-                'star', 'ring', 'hexagon', 'arrow', 'semicircle')
+SHAPE_FAMILY = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross', 'star',
+                'ring', 'hexagon', 'arrow', 'semicircle')
 #: mini-ImageNet classes (pre-training).
 PRETRAIN_CLASSES = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross',
                     'star', 'ring', 'hexagon')
@@ -51,13 +51,23 @@ DOWNSTREAM_CLASSES = ('triangle', 'star', 'ring', 'arrow', 'semicircle')
 #: patches and distractors use every texture, so texture alone does not
 #: find the object; shape and texture together do.
 CLASS_TEXTURES = {
-    'ellipse': 'stripes', 'rectangle': 'dots', 'triangle': 'checker',
-    'diamond': 'solid', 'cross': 'gradient', 'star': 'stripes',
-    'ring': 'checker', 'hexagon': 'gradient', 'arrow': 'dots',
+    'ellipse': 'stripes',
+    'rectangle': 'dots',
+    'triangle': 'checker',
+    'diamond': 'solid',
+    'cross': 'gradient',
+    'star': 'stripes',
+    'ring': 'checker',
+    'hexagon': 'gradient',
+    'arrow': 'dots',
     'semicircle': 'solid'
 }
-_SET_IDS = {'imagenet_train': 1, 'voc_trainval': 2, 'voc_test': 3,
-            'imagenet_val': 4}
+_SET_IDS = {
+    'imagenet_train': 1,
+    'voc_trainval': 2,
+    'voc_test': 3,
+    'imagenet_val': 4
+}
 _TEXTURES = ('solid', 'stripes', 'checker', 'dots', 'gradient')
 
 
@@ -69,7 +79,9 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 256, size=3).astype(np.float32)
 
 
-def make_texture(rng: np.random.Generator, width: int, height: int,
+def make_texture(rng: np.random.Generator,
+                 width: int,
+                 height: int,
                  kind: Optional[str] = None) -> np.ndarray:
     """A (height, width, 3) float texture: solid, stripes, checker, ...
 
@@ -88,8 +100,8 @@ def make_texture(rng: np.random.Generator, width: int, height: int,
         mix = ((proj / period) % 1.0 < 0.5).astype(np.float32)
     elif kind == 'checker':
         cell = rng.uniform(3, 8)
-        mix = ((np.floor(xx / cell) + np.floor(yy / cell)) % 2).astype(
-            np.float32)
+        mix = ((np.floor(xx / cell) + np.floor(yy / cell)) %
+               2).astype(np.float32)
     elif kind == 'dots':
         cell = rng.uniform(5, 9)
         fx, fy = (xx / cell) % 1.0 - 0.5, (yy / cell) % 1.0 - 0.5
@@ -106,10 +118,10 @@ def make_texture(rng: np.random.Generator, width: int, height: int,
 def make_background(rng: np.random.Generator, width: int,
                     height: int) -> np.ndarray:
     """Clutter without objects: colour field, textured patches, lines."""
-    small = rng.uniform(30, 225, size=(max(2, height // 24),
-                                       max(2, width // 24), 3))
-    field = Image.fromarray(small.astype(np.uint8)).resize(
-        (width, height), Image.BILINEAR)
+    small = rng.uniform(
+        30, 225, size=(max(2, height // 24), max(2, width // 24), 3))
+    field = Image.fromarray(small.astype(np.uint8)).resize((width, height),
+                                                           Image.BILINEAR)
     arr = np.asarray(field, dtype=np.float32).copy()
     # a few large textured patches (rectangles with soft contrast)
     for _ in range(int(rng.integers(1, 4))):
@@ -125,15 +137,17 @@ def make_background(rng: np.random.Generator, width: int,
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(3, 8))):
         pts = rng.uniform(0, 1, size=4) * [width, height, width, height]
-        draw.line(pts.tolist(), fill=tuple(int(c) for c in _colour(rng)),
-                  width=int(rng.integers(1, 3)))
+        draw.line(
+            pts.tolist(),
+            fill=tuple(int(c) for c in _colour(rng)),
+            width=int(rng.integers(1, 3)))
     arr = np.asarray(img, dtype=np.float32)
     return arr + rng.normal(0, 8, size=arr.shape).astype(np.float32)
 
 
 def _polygon(cx: float, cy: float, rx: float, ry: float,
-             angles: Sequence[float], radii: Sequence[float]
-             ) -> List[Tuple[float, float]]:
+             angles: Sequence[float],
+             radii: Sequence[float]) -> List[Tuple[float, float]]:
     return [(cx + rx * r * math.cos(a), cy + ry * r * math.sin(a))
             for a, r in zip(angles, radii)]
 
@@ -167,12 +181,12 @@ def draw_shape_mask(kind: str, box: Sequence[float], width: int,
         draw.polygon([tuple(p) for p in pts.tolist()], fill=255)
     elif kind == 'ring':
         draw.ellipse(box, fill=255)
-        draw.ellipse((x1 + w * 0.28, y1 + h * 0.28, x2 - w * 0.28,
-                      y2 - h * 0.28), fill=0)
+        draw.ellipse(
+            (x1 + w * 0.28, y1 + h * 0.28, x2 - w * 0.28, y2 - h * 0.28),
+            fill=0)
     elif kind == 'hexagon':
         angles = [i * math.pi / 3 for i in range(6)]
-        draw.polygon(_polygon(cx, cy, w / 2, h / 2, angles, [1] * 6),
-                     fill=255)
+        draw.polygon(_polygon(cx, cy, w / 2, h / 2, angles, [1] * 6), fill=255)
     elif kind == 'arrow':
         draw.polygon([(x1, y1 + h * 0.35), (x1 + w * 0.55, y1 + h * 0.35),
                       (x1 + w * 0.55, y1), (x2, cy), (x1 + w * 0.55, y2),
@@ -192,15 +206,17 @@ def _distractor_mask(rng: np.random.Generator, box: Sequence[float],
     n = int(rng.integers(5, 9))
     angles = np.sort(rng.uniform(0, 2 * math.pi, size=n))
     radii = rng.uniform(0.35, 1.0, size=n)
-    pts = _polygon((x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2,
-                   (y2 - y1) / 2, angles, radii)
+    pts = _polygon((x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2,
+                   angles, radii)
     mask = Image.new('L', (width, height), 0)
     ImageDraw.Draw(mask).polygon(pts, fill=255)
     return mask
 
 
-def _paste(canvas: np.ndarray, mask: Image.Image,
-           rng: np.random.Generator, texture: Optional[str] = None) -> None:
+def _paste(canvas: np.ndarray,
+           mask: Image.Image,
+           rng: np.random.Generator,
+           texture: Optional[str] = None) -> None:
     """Fill ``mask`` on ``canvas`` with a texture (in place)."""
     height, width = canvas.shape[:2]
     m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
@@ -213,8 +229,8 @@ def _sample_box(rng: np.random.Generator, width: int, height: int,
                 aspect_range: Tuple[float, float]) -> List[float]:
     short = min(width, height)
     side = rng.uniform(*size_range) * short
-    aspect = math.exp(rng.uniform(math.log(aspect_range[0]),
-                                  math.log(aspect_range[1])))
+    aspect = math.exp(
+        rng.uniform(math.log(aspect_range[0]), math.log(aspect_range[1])))
     bw = min(side * math.sqrt(aspect), 0.95 * width)
     bh = min(side / math.sqrt(aspect), 0.95 * height)
     x1 = rng.uniform(0, width - bw)
@@ -222,14 +238,15 @@ def _sample_box(rng: np.random.Generator, width: int, height: int,
     return [float(x1), float(y1), float(x1 + bw), float(y1 + bh)]
 
 
-def render_scene(rng: np.random.Generator, width: int, height: int,
+def render_scene(rng: np.random.Generator,
+                 width: int,
+                 height: int,
                  kinds: Sequence[str],
                  size_range: Tuple[float, float],
                  aspect_range: Tuple[float, float] = (0.6, 1.6),
                  num_distractors: int = 0,
                  distractor_size: Tuple[float, float] = (0.12, 0.3),
-                 max_iou: float = 0.15
-                 ) -> Tuple[Image.Image, np.ndarray]:
+                 max_iou: float = 0.15) -> Tuple[Image.Image, np.ndarray]:
     """Draw the objects ``kinds`` (and distractors) on clutter.
 
     Returns the RGB image and the (N, 4) float32 xyxy boxes of the objects
@@ -265,8 +282,8 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def _write_classification_split(root: str, split: str, per_class: int,
-                                classes: Sequence[str],
-                                size_range: Tuple[int, int],
+                                classes: Sequence[str], size_range: Tuple[int,
+                                                                          int],
                                 object_size: Tuple[float, float],
                                 seed: int) -> Tuple[List[str], dict]:
     lines, images, annotations = [], [], []
@@ -277,23 +294,30 @@ def _write_classification_split(root: str, split: str, per_class: int,
         width = int(rng.integers(size_range[0], size_range[1] + 1))
         height = int(rng.integers(size_range[0], size_range[1] + 1))
         img, boxes = render_scene(
-            rng, width, height, [kind], object_size,
+            rng,
+            width,
+            height, [kind],
+            object_size,
             num_distractors=int(rng.integers(1, 3)))
         key = f'{kind}/{kind}_{split}_{index // len(classes):05d}.JPEG'
         path = osp.join(root, split, key)
         os.makedirs(osp.dirname(path), exist_ok=True)
         img.save(path, format='JPEG', quality=90)
         lines.append(f'{key} {label}')
-        images.append(dict(id=index + 1, file_name=key, width=width,
-                           height=height))
+        images.append(
+            dict(id=index + 1, file_name=key, width=width, height=height))
         x1, y1, x2, y2 = boxes[0].tolist()
         annotations.append(
-            dict(id=index + 1, image_id=index + 1, category_id=label + 1,
-                 bbox=[x1, y1, x2 - x1, y2 - y1],
-                 area=(x2 - x1) * (y2 - y1), iscrowd=0))
+            dict(
+                id=index + 1,
+                image_id=index + 1,
+                category_id=label + 1,
+                bbox=[x1, y1, x2 - x1, y2 - y1],
+                area=(x2 - x1) * (y2 - y1),
+                iscrowd=0))
     categories = [dict(id=k + 1, name=c) for k, c in enumerate(classes)]
-    return lines, dict(images=images, annotations=annotations,
-                       categories=categories)
+    return lines, dict(
+        images=images, annotations=annotations, categories=categories)
 
 
 def make_mini_imagenet(root: str,
@@ -313,18 +337,19 @@ def make_mini_imagenet(root: str,
     """
     os.makedirs(osp.join(root, 'meta'), exist_ok=True)
     out = {}
-    for split, per_class in (('train', images_per_class),
-                             ('val', val_per_class)):
-        lines, coco = _write_classification_split(
-            root, split, per_class, classes, size_range, object_size, seed)
+    for split, per_class in (('train', images_per_class), ('val',
+                                                           val_per_class)):
+        lines, coco = _write_classification_split(root, split, per_class,
+                                                  classes, size_range,
+                                                  object_size, seed)
         listing = osp.join(root, 'meta', f'{split}.txt')
         _write_atomic(listing, '\n'.join(lines) + '\n')
         boxes_json = osp.join(root, 'meta', f'{split}_boxes.json')
         _write_atomic(boxes_json, json.dumps(coco))
         out[f'{split}_list'] = listing
         out[f'{split}_true_boxes'] = boxes_json
-    _write_atomic(osp.join(root, 'meta', 'classes.txt'),
-                  '\n'.join(classes) + '\n')
+    _write_atomic(
+        osp.join(root, 'meta', 'classes.txt'), '\n'.join(classes) + '\n')
     return out
 
 
@@ -345,8 +370,8 @@ def _voc_xml(name: str, width: int, height: int, boxes: np.ndarray,
         bnd = ET.SubElement(obj, 'bndbox')
         # VOC pixel indices are 1-based and inclusive; mmdet subtracts 1
         x1, y1, x2, y2 = box
-        for tag, value in (('xmin', x1 + 1), ('ymin', y1 + 1),
-                           ('xmax', x2), ('ymax', y2)):
+        for tag, value in (('xmin', x1 + 1), ('ymin', y1 + 1), ('xmax', x2),
+                           ('ymax', y2)):
             ET.SubElement(bnd, tag).text = str(int(round(value)))
     return ET.tostring(ann, encoding='unicode')
 
@@ -377,22 +402,28 @@ def make_mini_voc(root: str,
         set_name = f'voc_{split}'
         for index in range(count):
             rng = _rng(seed, set_name, index)
-            n = int(rng.integers(objects_per_image[0],
-                                 objects_per_image[1] + 1))
-            kinds = [classes[(counter + j) % len(classes)]
-                     for j in range(n)]
+            n = int(
+                rng.integers(objects_per_image[0], objects_per_image[1] + 1))
+            kinds = [classes[(counter + j) % len(classes)] for j in range(n)]
             counter += n
             order = rng.permutation(n)
             kinds = [kinds[j] for j in order]
             img, boxes = render_scene(
-                rng, width, height, kinds, object_size,
+                rng,
+                width,
+                height,
+                kinds,
+                object_size,
                 num_distractors=int(rng.integers(0, 3)),
                 distractor_size=(0.12, 0.25))
             name = f'{split}_{index:05d}'
-            img.save(osp.join(year, 'JPEGImages', f'{name}.jpg'),
-                     format='JPEG', quality=90)
-            _write_atomic(osp.join(year, 'Annotations', f'{name}.xml'),
-                          _voc_xml(name, width, height, boxes, kinds))
+            img.save(
+                osp.join(year, 'JPEGImages', f'{name}.jpg'),
+                format='JPEG',
+                quality=90)
+            _write_atomic(
+                osp.join(year, 'Annotations', f'{name}.xml'),
+                _voc_xml(name, width, height, boxes, kinds))
             names.append(name)
         path = osp.join(year, 'ImageSets', 'Main', f'{split}.txt')
         _write_atomic(path, '\n'.join(names) + '\n')
@@ -406,23 +437,29 @@ def read_voc_boxes(xml_path: str) -> Tuple[np.ndarray, List[str]]:
     boxes, names = [], []
     for obj in root.findall('object'):
         bnd = obj.find('bndbox')
-        x1, y1, x2, y2 = (float(bnd.find(t).text)
-                          for t in ('xmin', 'ymin', 'xmax', 'ymax'))
+        x1, y1, x2, y2 = (
+            float(bnd.find(t).text) for t in ('xmin', 'ymin', 'xmax', 'ymax'))
         boxes.append([x1 - 1, y1 - 1, x2, y2])
         names.append(obj.find('name').text)
     return np.asarray(boxes, np.float32).reshape(-1, 4), names
 
 
-def make_demo_data(root: str, seed: int = 0,
+def make_demo_data(root: str,
+                   seed: int = 0,
                    images_per_class: int = 120,
                    val_per_class: int = 20,
                    num_trainval: int = 200,
                    num_test: int = 100) -> Dict[str, str]:
     """Both sets under ``root`` (``mini_imagenet/`` and ``mini_voc/``)."""
-    out = make_mini_imagenet(osp.join(root, 'mini_imagenet'),
-                             images_per_class=images_per_class,
-                             val_per_class=val_per_class, seed=seed)
-    out.update(make_mini_voc(osp.join(root, 'mini_voc'),
-                             num_trainval=num_trainval, num_test=num_test,
-                             seed=seed))
+    out = make_mini_imagenet(
+        osp.join(root, 'mini_imagenet'),
+        images_per_class=images_per_class,
+        val_per_class=val_per_class,
+        seed=seed)
+    out.update(
+        make_mini_voc(
+            osp.join(root, 'mini_voc'),
+            num_trainval=num_trainval,
+            num_test=num_test,
+            seed=seed))
     return out

@@ -3,11 +3,11 @@
 Everything here reads files the pipeline's tools wrote (metrics json,
 the pseudo-box file, the generated data); nothing is trained.
 """
-from collections import Counter
-from typing import Dict, List
 import json
 import math
 import os.path as osp
+from collections import Counter
+from typing import Dict, List
 
 import numpy as np
 from mmengine.config import Config
@@ -27,8 +27,10 @@ def load_coco_boxes(path: str) -> Dict[str, np.ndarray]:
     for ann in coco['annotations']:
         x, y, w, h = ann['bbox']
         out[names[ann['image_id']]].append([x, y, x + w, y + h])
-    return {k: np.asarray(v, np.float32).reshape(-1, 4)
-            for k, v in out.items()}
+    return {
+        k: np.asarray(v, np.float32).reshape(-1, 4)
+        for k, v in out.items()
+    }
 
 
 def trivial_box_accuracy(true_json: str) -> Dict[str, float]:
@@ -44,17 +46,24 @@ def trivial_box_accuracy(true_json: str) -> Dict[str, float]:
         r = math.sqrt(0.5)
         cands = dict(
             whole_image=np.array([0, 0, w, h], np.float64),
-            centre_box=np.array([w * (1 - r) / 2, h * (1 - r) / 2,
-                                 w * (1 + r) / 2, h * (1 + r) / 2]))
+            centre_box=np.array([
+                w * (1 - r) / 2, h * (1 - r) / 2, w * (1 + r) / 2,
+                h * (1 + r) / 2
+            ]))
         for name, box in cands.items():
             hits[name] += int(box_iou(box, gt).max() >= 0.5)
     n = max(len(coco['images']), 1)
     return {k: v / n for k, v in hits.items()}
 
 
-def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
-                      image_root: str, true_json: str, out_file: str,
-                      num: int = 12, columns: int = 6) -> None:
+def draw_cam_examples(box_file: str,
+                      cam_config: str,
+                      checkpoint: str,
+                      image_root: str,
+                      true_json: str,
+                      out_file: str,
+                      num: int = 12,
+                      columns: int = 6) -> None:
     """A grid: each image with its fused GT-class CAM as a heat map, the
     pseudo boxes (white, dashed; the top one solid) and the true box
     (green)."""
@@ -63,9 +72,9 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
     import matplotlib.pyplot as plt
     import torch
     from mmengine.config import Config
+    from mmpretrain.registry import MODELS
     from PIL import Image
 
-    from mmpretrain.registry import MODELS
     from ..box_file import PseudoBoxFile
 
     cfg = Config.fromfile(cam_config)
@@ -88,8 +97,8 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
                 order.append(per_class[c][rank])
         rank += 1
     rows = int(math.ceil(len(order) / columns))
-    fig, axes = plt.subplots(rows, columns,
-                             figsize=(2.2 * columns, 2.4 * rows))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.2 * columns, 2.4 * rows))
     axes = np.asarray(axes).reshape(-1)
     classes = list(boxes_file.classes)
     for ax, i in zip(axes, order):
@@ -102,30 +111,42 @@ def draw_cam_examples(box_file: str, cam_config: str, checkpoint: str,
         ax.imshow(img)
         # the CAM grid covers the padded image: cell size in pixels
         cell = model.stride * min(w, h) / model.fusion_scale
-        ax.imshow(cam, cmap='jet', alpha=0.45,
-                  extent=(0, cam.shape[1] * cell, cam.shape[0] * cell, 0))
+        ax.imshow(
+            cam,
+            cmap='jet',
+            alpha=0.45,
+            extent=(0, cam.shape[1] * cell, cam.shape[0] * cell, 0))
         pboxes, scores, _ = boxes_file.boxes_of(i)
         top = int(np.argmax(scores)) if len(scores) else -1
         for j, b in enumerate(pboxes):
-            ax.add_patch(plt.Rectangle(
-                (b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
-                ec='white', lw=2 if j == top else 1,
-                ls='-' if j == top else '--'))
+            ax.add_patch(
+                plt.Rectangle((b[0], b[1]),
+                              b[2] - b[0],
+                              b[3] - b[1],
+                              fill=False,
+                              ec='white',
+                              lw=2 if j == top else 1,
+                              ls='-' if j == top else '--'))
         for b in truth.get(key, np.zeros((0, 4))):
-            ax.add_patch(plt.Rectangle(
-                (b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
-                ec='lime', lw=1.5))
+            ax.add_patch(
+                plt.Rectangle((b[0], b[1]),
+                              b[2] - b[0],
+                              b[3] - b[1],
+                              fill=False,
+                              ec='lime',
+                              lw=1.5))
         iou = box_iou(pboxes[top], truth[key]).max() if top >= 0 and len(
             truth.get(key, [])) else 0.0
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
-        ax.set_title(f'{classes[int(labels[i])]}  IoU {iou:.2f}',
-                     fontsize=8)
+        ax.set_title(f'{classes[int(labels[i])]}  IoU {iou:.2f}', fontsize=8)
         ax.axis('off')
     for ax in axes[len(order):]:
         ax.axis('off')
-    fig.suptitle('CAM (GT class) with pseudo boxes (white; top box solid) '
-                 'and the hidden true box (green)', fontsize=9)
+    fig.suptitle(
+        'CAM (GT class) with pseudo boxes (white; top box solid) '
+        'and the hidden true box (green)',
+        fontsize=9)
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
@@ -250,8 +271,8 @@ def render_report(preset: str, classifier: dict, quality: dict,
         f'- k = {list(settings["shots"])}, seeds {list(settings["seeds"])};'
         f' {settings["workers"]} fine-tuning runs at a time, '
         f'{settings["threads"]} thread(s) each.',
-        '- wall time per stage: ' + ', '.join(
-            f'{k} {v:.0f}s' for k, v in timings.items()),
+        '- wall time per stage: ' + ', '.join(f'{k} {v:.0f}s'
+                                              for k, v in timings.items()),
         '',
     ]
     return '\n'.join(lines)

@@ -6,7 +6,6 @@ decides its result (its config, options, the upstream stages' hashes) and
 the result; a rerun with the same hash skips it, another hash starts it
 again from an empty folder.
 """
-from typing import Callable, Dict, Optional, Sequence
 import glob
 import hashlib
 import json
@@ -16,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Callable, Dict, Optional, Sequence
 
 from .progress import ProgressBar
 

@@ -5,10 +5,10 @@ Images are textured backgrounds with coloured shapes; each shape's class is
 its kind (ellipse, rectangle, triangle, ...), so localisation is learnable.
 Every generator is deterministic for its ``seed``.
 """
-from typing import Dict, List, Sequence, Tuple
 import json
 import os
 import os.path as osp
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -28,8 +28,8 @@ def _background(rng: np.random.Generator, width: int,
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, kind: str,
-               box: Sequence[float], colour: Tuple[int, int, int]) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, kind: str, box: Sequence[float],
+               colour: Tuple[int, int, int]) -> None:
     """Draw one object of ``kind`` filling ``box`` (x1, y1, x2, y2)."""
     x1, y1, x2, y2 = box
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -49,9 +49,13 @@ def draw_shape(draw: ImageDraw.ImageDraw, kind: str,
         raise ValueError(f'unknown shape {kind!r}')
 
 
-def render_image(rng: np.random.Generator, width: int, height: int,
-                 num_objects: int, classes: Sequence[str],
-                 min_size: float = 0.2, max_size: float = 0.5
+def render_image(rng: np.random.Generator,
+                 width: int,
+                 height: int,
+                 num_objects: int,
+                 classes: Sequence[str],
+                 min_size: float = 0.2,
+                 max_size: float = 0.5
                  ) -> Tuple[Image.Image, np.ndarray, np.ndarray]:
     """An image with ``num_objects`` shapes; returns (image, boxes, labels)."""
     img = Image.fromarray(_background(rng, width, height))
@@ -97,17 +101,23 @@ def make_coco_detection_set(root: str,
         img, boxes, labels = render_image(rng, width, height, n, classes)
         name = f'{i:06d}.jpg'
         img.save(osp.join(img_dir, name), quality=92)
-        images.append(dict(id=i + 1, file_name=name, width=width,
-                           height=height))
+        images.append(
+            dict(id=i + 1, file_name=name, width=width, height=height))
         for box, label in zip(boxes.tolist(), labels.tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append(
-                dict(id=len(annotations) + 1, image_id=i + 1,
-                     category_id=label + 1, bbox=[box[0], box[1], w, h],
-                     area=w * h, iscrowd=0))
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i + 1,
+                    category_id=label + 1,
+                    bbox=[box[0], box[1], w, h],
+                    area=w * h,
+                    iscrowd=0))
     categories = [dict(id=k + 1, name=name) for k, name in enumerate(classes)]
     ann_file = osp.join(root, 'annotations', f'{split}.json')
     with open(ann_file, 'w') as f:
-        json.dump(dict(images=images, annotations=annotations,
-                       categories=categories), f)
+        json.dump(
+            dict(
+                images=images, annotations=annotations, categories=categories),
+            f)
     return ann_file

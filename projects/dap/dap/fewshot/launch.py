@@ -9,7 +9,6 @@ explicit path, because ``--resume`` alone with no checkpoint would start
 from nothing instead of the pre-trained weights); a run whose final
 checkpoint has no metrics yet is evaluated by ``tools/test.py``.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import os
 import os.path as osp
 import shlex
@@ -17,6 +16,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .runs import Run, Status
 

@@ -3,11 +3,11 @@
 Everything here reads the per-run results the sweep collected from the
 runs' own metric logs; nothing is trained.
 """
-from typing import Dict, Optional, Sequence
 import csv
 import json
 import math
 import os.path as osp
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 

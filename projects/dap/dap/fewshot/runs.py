@@ -15,7 +15,6 @@ cluster are found finished by a later call): the final evaluation in
 mmengine's metric log, else the last checkpoint (final: evaluate it;
 earlier: resume from it), else nothing (start).
 """
-from typing import Dict, List, Optional, Sequence, Tuple
 import copy
 import glob
 import hashlib
@@ -25,6 +24,7 @@ import os
 import os.path as osp
 import re
 from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 

@@ -20,12 +20,12 @@ N = images in the split, same LR; evaluation (and the last checkpoint) at
 schedule, with a floor because a 5-shot split would otherwise train for a
 few dozen iterations.
 """
-from typing import List, Optional, Tuple
 import copy
 import json
 import math
 import os.path as osp
 from dataclasses import asdict, dataclass
+from typing import List, Optional, Tuple
 
 from mmengine.config import Config
 

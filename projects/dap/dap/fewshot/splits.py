@@ -36,12 +36,12 @@ Defaults (the one place they are set): k = ``DEFAULT_SHOTS``, seeds
 ``DEFAULT_SEEDS``; ``tools/dataset_converters/make_fewshot_splits.py`` and
 ``tools/fewshot_sweep.py`` use them.
 """
-from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 import json
 import os
 import os.path as osp
 import tempfile
 import xml.etree.ElementTree as ET
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -357,8 +357,7 @@ def make_missing_splits(source: str,
     """:func:`make_splits` for the (k, seed) whose file does not exist."""
     missing = [(k, s) for k in shots for s in seeds
                if not osp.isfile(split_file(source, k, s, split_dir))]
-    return make_splits(source, missing, classes,
-                       split_dir) if missing else []
+    return make_splits(source, missing, classes, split_dir) if missing else []
 
 
 def _grid(shots: Sequence[int], seeds: Sequence[int]) -> List[Tuple[int, int]]:

@@ -4,8 +4,8 @@ A seed draws the k-shot split *and* the training randomness, and both
 initialisations are fine-tuned on the same split of a seed, so DAP and CLS
 are compared per seed (paired) as well as by their means.
 """
-from typing import Dict, Iterable, List, Sequence, Tuple
 import math
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 

@@ -6,13 +6,13 @@ prints the rest (:mod:`.launch`), and writes the report (:mod:`.report`)
 from the runs' own metric logs.  ``tools/fewshot_sweep.py`` and the demo's
 step 4 (``tools/run_dap_demo.py``) are thin callers of it.
 """
-from typing import Callable, Dict, List, Optional, Sequence
 import logging
 import os
 import os.path as osp
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
 
 from mmengine.logging import MMLogger
 
@@ -89,9 +89,9 @@ def make_splits_for(spec: SweepSpec, cache: ConfigCache,
         if source.endswith('.txt'):
             classes = (dataset.get('metainfo') or {}).get('classes') or \
                 VOC_CLASSES
-        reports = make_missing_splits(
-            source, spec.shots, spec.seeds, classes,
-            (template.get('fewshot') or {}).get('split_dir'))
+        reports = make_missing_splits(source, spec.shots, spec.seeds, classes,
+                                      (template.get('fewshot')
+                                       or {}).get('split_dir'))
         for rep in reports:
             logger.info(f'made split {rep["file"]} (k={rep["shot"]}, seed='
                         f'{rep["seed"]}): {rep["text"]}')

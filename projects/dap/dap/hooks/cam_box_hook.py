@@ -27,8 +27,8 @@ from mmengine.dist import (barrier, broadcast_object_list, get_dist_info,
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-
 from mmpretrain.registry import HOOKS
+
 from ..box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
                         describe_changes, image_list_fingerprint, merge_shards)
 from ..utils.plain_data import plain_data
@@ -120,8 +120,8 @@ def check_class_order(dataset_classes: List[str], num_classes: int,
             f'the classifier\'s checkpoint names {len(classifier_classes)} '
             f'classes (meta.dataset_meta.classes) but its head has '
             f'{num_classes}: it cannot say which output is which class')
-    for i, (ours, theirs) in enumerate(
-            zip(dataset_classes, classifier_classes)):
+    for i, (ours,
+            theirs) in enumerate(zip(dataset_classes, classifier_classes)):
         if ours != theirs:
             raise CAMBoxRunError(
                 f'class {i} of the dataset is {ours!r} but the classifier '
@@ -228,8 +228,7 @@ class CAMBoxHook(Hook):
         diffs: List[str] = []
         for name in ('generation_config', 'checkpoint_sha256',
                      'image_list_fingerprint', 'num_classes'):
-            diffs += describe_changes(old.meta.get(name), run_meta[name],
-                                      name)
+            diffs += describe_changes(old.meta.get(name), run_meta[name], name)
         if diffs:
             shown = '; '.join(diffs[:5]) + ('; ...' if len(diffs) > 5 else '')
             raise CAMBoxRunError(
@@ -251,9 +250,11 @@ class CAMBoxHook(Hook):
         out_file, shard_dir = self._paths(runner)
         self._out_file, self._shard_dir = out_file, shard_dir
         try:  # resume and merge need it: fail now, not at the merge
-            check_shared_storage({'work_dir': runner.work_dir,
-                                  'shard_dir': shard_dir,
-                                  'output folder': osp.dirname(out_file)})
+            check_shared_storage({
+                'work_dir': runner.work_dir,
+                'shard_dir': shard_dir,
+                'output folder': osp.dirname(out_file)
+            })
         except SharedStorageError as e:
             raise CAMBoxRunError(str(e)) from None
         self._prefix = _dataset_prefix(dataset)
@@ -266,8 +267,8 @@ class CAMBoxHook(Hook):
         complete = self._check_existing_output(out_file, run_meta)
 
         rank, world = get_dist_info()
-        self._writer = ShardWriter(shard_dir, rank, run_meta,
-                                   flush_every=self.flush_every)
+        self._writer = ShardWriter(
+            shard_dir, rank, run_meta, flush_every=self.flush_every)
         done = self._writer.done_indices()
         self._skip_merge = False
         if complete and len(done) < self._num_images:
@@ -284,7 +285,8 @@ class CAMBoxHook(Hook):
                 print_log(
                     f'{len(done)} images are done in {shard_dir}, but the '
                     f'sampler ({type(sampler).__name__}) cannot skip them; '
-                    'use ResumableSampler to resume', logger='current',
+                    'use ResumableSampler to resume',
+                    logger='current',
                     level=30)
         print_log(
             f'CAM boxes: {self._num_images} images, {len(done)} already '
@@ -293,9 +295,9 @@ class CAMBoxHook(Hook):
             '(boxes are bit-identical between runs with the same count)',
             logger='current')
         self._progress = GenerationProgress(
-            osp.join(shard_dir, 'progress'), rank, world, self._num_images,
-            self._num_images - remaining, len(sampler),
-            self.progress_interval_s)
+            osp.join(shard_dir, 'progress'),
+            rank, world, self._num_images, self._num_images - remaining,
+            len(sampler), self.progress_interval_s)
         # Nobody may write a shard before every rank has read the done set.
         barrier()
 
@@ -316,7 +318,9 @@ class CAMBoxHook(Hook):
             error = sample.get('cam_error')
             if error is not None:
                 writer.add_failed(
-                    index, key, error,
+                    index,
+                    key,
+                    error,
                     size=(w, h) if w > 0 and h > 0 else None,
                     label=label if in_range else None)
             else:
@@ -336,19 +340,30 @@ class CAMBoxHook(Hook):
             return
         self._progress.log()
         if self._skip_merge:
-            print_log(f'{self._out_file} is complete; nothing to do',
-                      logger='current')
+            print_log(
+                f'{self._out_file} is complete; nothing to do',
+                logger='current')
             return
         meta = {'generator': 'DAP step 2 (CAM pseudo boxes)'}
-        boxes = merge_shards(self._shard_dir, self._out_file,
-                             self._num_images, meta=meta, overwrite=True)
+        boxes = merge_shards(
+            self._shard_dir,
+            self._out_file,
+            self._num_images,
+            meta=meta,
+            overwrite=True)
         failed = boxes.failed
         print_log(
             f'wrote {boxes.path}: {boxes.num_images} images, '
-            f'{boxes.num_boxes} boxes, {len(failed)} failed', logger='current')
+            f'{boxes.num_boxes} boxes, {len(failed)} failed',
+            logger='current')
         for index, key, reason in failed[:20]:
-            print_log(f'  failed image {index} ({key}): {reason}',
-                      logger='current', level=30)
+            print_log(
+                f'  failed image {index} ({key}): {reason}',
+                logger='current',
+                level=30)
         if len(failed) > 20:
-            print_log(f'  ... and {len(failed) - 20} more (see '
-                      'PseudoBoxFile.failed)', logger='current', level=30)
+            print_log(
+                f'  ... and {len(failed) - 20} more (see '
+                'PseudoBoxFile.failed)',
+                logger='current',
+                level=30)

@@ -36,8 +36,13 @@ class GenerationProgress:
         interval_s: seconds between updates (0: every image).
     """
 
-    def __init__(self, folder: str, rank: int, world_size: int,
-                 num_images: int, done_before: int, todo: int,
+    def __init__(self,
+                 folder: str,
+                 rank: int,
+                 world_size: int,
+                 num_images: int,
+                 done_before: int,
+                 todo: int,
                  interval_s: float = 60.) -> None:
         holder = [uuid.uuid4().hex if rank == 0 else None]
         broadcast_object_list(holder, src=0)  # one token per run
@@ -57,9 +62,13 @@ class GenerationProgress:
         return osp.join(self.folder, f'rank-{rank:05d}.json')
 
     def _write(self) -> None:
-        state = dict(token=self.token, rank=self.rank, host=self.host,
-                     done=self.done, todo=self.todo,
-                     elapsed=time.monotonic() - self.start)
+        state = dict(
+            token=self.token,
+            rank=self.rank,
+            host=self.host,
+            done=self.done,
+            todo=self.todo,
+            elapsed=time.monotonic() - self.start)
         path = self._path(self.rank)
         tmp = f'{path}.tmp-{os.getpid()}'
         with open(tmp, 'w') as f:
@@ -72,8 +81,8 @@ class GenerationProgress:
             try:
                 with open(self._path(r)) as f:
                     state = json.load(f)
-                states.append(state if state.get('token') == self.token
-                              else None)
+                states.append(
+                    state if state.get('token') == self.token else None)
             except (OSError, ValueError):
                 states.append(None)
         return states
@@ -95,9 +104,11 @@ class GenerationProgress:
     def log(self) -> None:
         """Rank 0: images done / total over all ranks, rate and ETA."""
         states = self._read_all()
-        states[self.rank] = dict(done=self.done, todo=self.todo,
-                                 host=self.host,
-                                 elapsed=time.monotonic() - self.start)
+        states[self.rank] = dict(
+            done=self.done,
+            todo=self.todo,
+            host=self.host,
+            elapsed=time.monotonic() - self.start)
         reported = [s for s in states if s is not None]
         done_now = sum(s['done'] for s in reported)
         total_done = self.done_before + done_now
@@ -108,14 +119,18 @@ class GenerationProgress:
                 f'{self.done_before:,} by earlier runs), '
                 f'{rate:.1f} images/s on {len(reported)} of '
                 f'{self.world_size} ranks')
-        silent = [r for r, s in enumerate(states) if s is None or (
-            s['done'] == 0 and s['todo'] > 0)]
+        silent = [
+            r for r, s in enumerate(states)
+            if s is None or (s['done'] == 0 and s['todo'] > 0)
+        ]
         if silent:
             text += (f', ETA unknown until rank(s) {silent[:8]} report '
                      'progress')
         else:
-            left = [((s['todo'] - s['done']) * s['elapsed'] /
-                     max(s['done'], 1), r) for r, s in enumerate(states)]
+            left = [
+                ((s['todo'] - s['done']) * s['elapsed'] / max(s['done'], 1), r)
+                for r, s in enumerate(states)
+            ]
             eta, slowest = max(left)
             text += (f', ETA {_eta(eta)} (slowest: rank {slowest} on '
                      f'{states[slowest]["host"]})')

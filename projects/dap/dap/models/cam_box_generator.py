@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.model import BaseModel
-
 from mmpretrain.registry import MODELS
+
 from ..box_file import file_sha256
 from ..box_fitting import fit_cam_boxes_batched
 from ..cam import IMAGENET_MEAN, IMAGENET_STD, CAMExtractor
@@ -46,8 +46,9 @@ def checkpoint_classes(ckpt: Any) -> Optional[List[str]]:
     (``meta.dataset_meta.classes``), or None when it does not say."""
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
-    classes = (dataset_meta.get('classes')
-               if isinstance(dataset_meta, dict) else None)
+    classes = (
+        dataset_meta.get('classes')
+        if isinstance(dataset_meta, dict) else None)
     return None if classes is None else [str(c) for c in classes]
 
 
@@ -85,11 +86,14 @@ def load_classifier_weights(classifier: torch.nn.Module,
             f'{got[0]} or use the checkpoint trained on this label set')
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state)
-                        if tuple(own[k].shape) != tuple(state[k].shape))
+    mismatched = sorted(
+        k for k in set(own) & set(state)
+        if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or mismatched:
+
         def few(names: List[str]) -> str:
             return ', '.join(names[:5]) + (' ...' if len(names) > 5 else '')
+
         raise CAMBoxConfigError(
             f'{checkpoint} does not fit the configured classifier: missing '
             f'[{few(missing)}], unexpected [{few(unexpected)}], other shape '
@@ -176,8 +180,7 @@ class CAMBoxGenerator(BaseModel):
         # checkpoint records it (CAMBoxHook compares it with the dataset's)
         self.classes: Optional[List[str]] = None
         if checkpoint is not None:
-            self.classes = load_classifier_weights(self.classifier,
-                                                   checkpoint)
+            self.classes = load_classifier_weights(self.classifier, checkpoint)
             self.checkpoint_sha256 = file_sha256(checkpoint)
         self.classifier.eval()
 

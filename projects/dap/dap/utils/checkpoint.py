@@ -65,7 +65,8 @@ def safe_checkpoint_globals() -> List[Any]:
     """The explicit allow-list of globals an mmengine checkpoint needs."""
     from mmengine.logging import HistoryBuffer
     return [
-        HistoryBuffer, *_numpy_globals(),
+        HistoryBuffer,
+        *_numpy_globals(),
         (_history_buffer_getattr, '__builtin__.getattr'),
         (_history_buffer_getattr, 'builtins.getattr'),
         # an empty numpy array pickles its (empty) buffer as bytes(); the

@@ -6,10 +6,10 @@ machines (tests, the demo) as well as on GPU clusters launched with
 ``torchrun``, Slurm or ``mpirun``, so the process group is initialised here
 before the Runner is built; the Runner then finds it ready and reuses it.
 """
-from typing import Optional, Tuple
 import datetime
 import os
 import socket
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
@@ -109,8 +109,10 @@ def setup_distributed(launcher: str,
     elif launcher == 'slurm':
         rank, world, local = _slurm_env()
     else:
-        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR',
-                               'MASTER_PORT') if k not in env]
+        missing = [
+            k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+            if k not in env
+        ]
         if missing:
             raise RuntimeError(
                 f'--launcher pytorch expects {missing} in the environment; '
@@ -142,7 +144,8 @@ def apply_launcher_to_cfg(cfg, launcher: str) -> None:
     cfg.launcher = launcher
     dist_cfg = cfg.get('env_cfg', {}).get('dist_cfg', {}) or {}
     distributed = setup_distributed(
-        launcher, backend=dist_cfg.get('backend'),
+        launcher,
+        backend=dist_cfg.get('backend'),
         timeout_s=dist_cfg.get('timeout'))
     if distributed and not torch.cuda.is_available():
         wrapper = cfg.get('model_wrapper_cfg') or dict(

@@ -20,5 +20,6 @@ class ProgressLog:
         self.last = now
         of = f' / {total:,} ({100 * done / max(total, 1):.0f}%)' \
             if total > 0 else ''
-        print_log(f'{self.what}: {done:,}{of}, {now - self.start:.0f} s',
-                  logger='current')
+        print_log(
+            f'{self.what}: {done:,}{of}, {now - self.start:.0f} s',
+            logger='current')

@@ -26,8 +26,7 @@ def _ranks_text(ranks: List[int], hosts: List[str]) -> str:
     return shown + (f' and {len(ranks) - 8} more' if len(ranks) > 8 else '')
 
 
-def check_shared_storage(folders: Dict[str, str],
-                         wait_s: float = 10.) -> None:
+def check_shared_storage(folders: Dict[str, str], wait_s: float = 10.) -> None:
     """Raise :class:`SharedStorageError` on every rank unless every rank
     sees the token files of all ranks in each of ``folders``
     (name -> path; created if missing).  A no-op without distribution.
