@@ -124,6 +124,13 @@ def test_readme_command_is_runnable(readme, line, cmd):
     words = cmd.split()
     if words[0] in NOT_CHECKED or cmd.startswith(NOT_CHECKED):
         return
+    if words[0] == 'pre-commit':  # the lint hooks: the venv's pre-commit
+        exe = osp.join(osp.dirname(sys.executable), 'pre-commit')
+        assert osp.isfile(osp.join(REPO, '.pre-commit-config.yaml'))
+        proc = run_tool([exe, words[1], '--help'], cwd=REPO)
+        for arg in words[2:]:
+            assert arg in proc.stdout, f'{readme}:{line}: {arg}'
+        return
     resolved = resolve(cmd)
     assert resolved is not None, f'{readme}:{line}: not a tool: {cmd}'
     tool, args = resolved
