@@ -30,8 +30,10 @@ def test_every_hook_is_local_and_its_tool_is_installed():
 
 def test_ci_lints_before_the_readme_test_command():
     with open(osp.join(REPO, '.ci', 'run')) as f:
-        lines = [ln.strip() for ln in f if ln.strip()
-                 and not ln.lstrip().startswith('#')]
+        lines = [
+            ln.strip() for ln in f
+            if ln.strip() and not ln.lstrip().startswith('#')
+        ]
     lint = lines.index('pre-commit run --all-files --show-diff-on-failure')
     assert lines.index('bash tools/install.sh') < lint
     assert lines[-1] == 'bash tools/run_tests.sh'  # README's test command
@@ -41,9 +43,11 @@ def test_flake8_reports_a_planted_violation(tmp_path):
     """flake8 reads setup.cfg's settings (79 columns) from the repo."""
     bad = tmp_path / 'bad.py'
     bad.write_text('x = 1\n' + 'y = ' + '1 + ' * 20 + '1\n')
-    proc = subprocess.run(
-        [osp.join(osp.dirname(sys.executable), 'flake8'), '--config',
-         osp.join(REPO, 'setup.cfg'), str(bad)],
-        stdout=subprocess.PIPE, text=True)
+    flake8 = osp.join(osp.dirname(sys.executable), 'flake8')
+    config = osp.join(REPO, 'setup.cfg')
+    proc = subprocess.run([flake8, '--config', config,
+                           str(bad)],
+                          stdout=subprocess.PIPE,
+                          text=True)
     assert proc.returncode == 1
     assert 'E501 line too long (85 > 79 characters)' in proc.stdout
