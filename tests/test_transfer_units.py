@@ -256,6 +256,9 @@ def test_transfer_checkpoint_logs_warns_and_writes_the_report(tmp_path):
     class Hook:
 
         def after_load_checkpoint(self, runner, checkpoint):
+            # the shape of an mmengine checkpoint, which hooks index
+            assert list(checkpoint) == ['meta', 'state_dict']
+            assert checkpoint['meta'] == {}
             seen.append({
                 k: v.clone()
                 for k, v in checkpoint['state_dict'].items()
