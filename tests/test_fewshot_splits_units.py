@@ -152,3 +152,50 @@ def test_make_splits_of_coco_keeps_other_keys_first_and_obeys_split_dir(
     assert written['images'] == [{'id': 1}]
     assert [a['id'] for a in written['annotations']] == [3, 4]
     assert not osp.exists(str(tmp_path / 'instances_train_1shot_seed0.json'))
+
+
+def test_a_chosen_image_is_never_taken_twice():
+    # shot 2: class 1 (1 image) goes first and takes B, staying under k;
+    # class 0 must then skip B (already chosen) and take A
+    result = S.select_fewshot({'A': [0], 'B': [0, 1]}, 2, 2, 0)
+    assert result == dict(
+        images=['A', 'B'], counts=[2, 1], available=[2, 1], under=[1], over=[])
+
+
+def test_make_coco_splits_reports_and_errors(tmp_path):
+    data = dict(
+        images=[{
+            'id': 1
+        }],
+        categories=[{
+            'id': 3,
+            'name': 'a'
+        }],
+        annotations=[{
+            'id': 1,
+            'image_id': 1,
+            'category_id': 3
+        }])
+    source = str(tmp_path / 'train.json')
+    with open(source, 'w') as f:
+        json.dump(data, f)
+    out = str(tmp_path / 'out')
+    reports = S.make_coco_splits(source, [1], [4], split_dir=out)
+    assert [(r['file'], r['shot'], r['seed'])
+            for r in reports] == [(osp.join(out,
+                                            'train_1shot_seed4.json'), 1, 4)]
+    assert osp.isfile(reports[0]['file'])
+    with pytest.raises(ValueError) as err:
+        S.make_splits(source, [(1, 0)], classes=('a', ))
+    assert str(err.value) == ('class names are for VOC; COCO classes come '
+                              'from the json categories')
+
+
+def test_read_voc_without_the_list_names_the_expected_layout(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        S.read_voc(str(tmp_path), 'val')
+    list_file = osp.join(str(tmp_path), 'ImageSets', 'Main', 'val.txt')
+    # (the message's '{split}' is left literal by the module; not pinned)
+    assert str(err.value).startswith(
+        f'{list_file} not found: VOC_ROOT must be a VOC year folder such as '
+        'data/VOCdevkit/VOC2007 with ImageSets/Main/')
