@@ -195,7 +195,6 @@ def test_read_voc_without_the_list_names_the_expected_layout(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         S.read_voc(str(tmp_path), 'val')
     list_file = osp.join(str(tmp_path), 'ImageSets', 'Main', 'val.txt')
-    # (the message's '{split}' is left literal by the module; not pinned)
-    assert str(err.value).startswith(
+    assert str(err.value) == (
         f'{list_file} not found: VOC_ROOT must be a VOC year folder such as '
-        'data/VOCdevkit/VOC2007 with ImageSets/Main/')
+        'data/VOCdevkit/VOC2007 with ImageSets/Main/val.txt')

@@ -189,7 +189,7 @@ def read_voc(voc_root: str,
     if not osp.isfile(list_file):
         raise FileNotFoundError(
             f'{list_file} not found: VOC_ROOT must be a VOC year folder such '
-            'as data/VOCdevkit/VOC2007 with ImageSets/Main/{split}.txt')
+            f'as data/VOCdevkit/VOC2007 with ImageSets/Main/{split}.txt')
     with open(list_file) as f:
         ids = [line.strip() for line in f if line.strip()]
     if len(set(ids)) != len(ids):
