@@ -31,7 +31,7 @@ sys.path[:0] = [REPO, osp.join(REPO, 'tests')]
 from helpers.original_dap import (  # noqa: E402
     original_boxlist_nms, original_compute_cam_box)
 from test_box_fitting import reference_fit  # noqa: E402
-from projects.dap.dap.box_fitting import (  # noqa: E402
+from projects.dap.dap.models.box_fitting import (  # noqa: E402
     FALLBACK_THRESHOLD, fit_cam_boxes_batched)
 # isort: on
 

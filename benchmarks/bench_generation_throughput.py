@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     from mmpretrain.models import ImageClassifier
 
     import projects.dap.dap  # noqa: F401 (registers modules)
-    from projects.dap.dap.box_file import PseudoBoxFile
+    from projects.dap.dap.datasets.box_file import PseudoBoxFile
     from projects.dap.dap.datasets.image_decoding import decode_image
 
     tmp = tempfile.mkdtemp(prefix='bench_generation_')

@@ -68,8 +68,8 @@ if mode == 'indexed':
         lambda: ds.image_list_fingerprint(num_classes))
 else:
     from mmpretrain.datasets import ImageNet21k
-    from projects.dap.dap.box_file import image_list_fingerprint
-    from projects.dap.dap.hooks.cam_box_hook import dataset_image_list
+    from projects.dap.dap.datasets.box_file import image_list_fingerprint
+    from projects.dap.dap.engine.hooks.cam_box_hook import dataset_image_list
     ds, result['construct'] = measure(
         lambda: ImageNet21k(data_root=root, split='train'))
     result['num_images'] = len(ds)

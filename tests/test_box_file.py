@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from projects.dap.dap.box_file import (FORMAT_NAME, FORMAT_VERSION,
-                                       BoxFileError, PseudoBoxFile,
-                                       ShardWriter, describe_changes,
-                                       file_sha256, image_list_fingerprint,
-                                       merge_shards, write_box_file)
+from projects.dap.dap.datasets.box_file import (FORMAT_NAME, FORMAT_VERSION,
+                                                BoxFileError, PseudoBoxFile,
+                                                ShardWriter, describe_changes,
+                                                file_sha256,
+                                                image_list_fingerprint,
+                                                merge_shards, write_box_file)
 
 NUM_CLASSES = 3
 GEN_CONFIG = {'scales': [288, 576], 'thresholds': [0.2, 0.3, 0.4, 0.5]}

@@ -7,10 +7,11 @@ import pytest
 import torch
 from scipy import ndimage
 
-from projects.dap.dap.box_fitting import (FALLBACK_THRESHOLD, fit_cam_boxes,
-                                          fit_cam_boxes_batched,
-                                          fit_cam_boxes_with_thresholds,
-                                          scale_boxes_to_image)
+from projects.dap.dap.models.box_fitting import (FALLBACK_THRESHOLD,
+                                                 fit_cam_boxes,
+                                                 fit_cam_boxes_batched,
+                                                 fit_cam_boxes_with_thresholds,
+                                                 scale_boxes_to_image)
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity
@@ -552,7 +553,7 @@ def test_parameter_boundaries_and_pass_through():
 def test_nms_of_empty_boxes_without_offset():
     """Without the pixel offset two zero-area boxes have no IoU: they are
     duplicates when identical, else both kept; tiny boxes have one."""
-    from projects.dap.dap.box_fitting import _batched_nms
+    from projects.dap.dap.models.box_fitting import _batched_nms
     boxes = np.array([[2.0, 3.0, 2.0, 5.0], [2.0, 3.0, 2.0, 5.0],
                       [4.0, 3.0, 4.0, 3.0], [0.0, 0.0, 6.0, 6.0],
                       [9.0, 9.0, 9.5, 9.5], [9.0, 9.0, 9.5, 9.45]])

@@ -10,7 +10,8 @@ import torch
 from helpers.original_dap import original_boxlist_nms, original_compute_cam_box
 from scipy import ndimage
 
-from projects.dap.dap.box_fitting import fit_cam_boxes, fit_cam_boxes_batched
+from projects.dap.dap.models.box_fitting import (fit_cam_boxes,
+                                                 fit_cam_boxes_batched)
 
 
 # --------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_nms_plus_one_and_greater_equal_are_the_originals():
     assert len(kept) == 1  # 80 / 100 = 0.8 >= 0.8
     # the same pair through our NMS: a map whose raw boxes they are is
     # hard to build, so check the rule on the arithmetic it uses
-    from projects.dap.dap.box_fitting import _batched_nms
+    from projects.dap.dap.models.box_fitting import _batched_nms
     keep = _batched_nms(
         np.zeros(2, dtype=np.int64),
         bbox.double().numpy(),

@@ -2,7 +2,7 @@
 values."""
 import numpy as np
 
-from projects.dap.dap.box_iou import box_iou
+from projects.dap.dap.evaluation.box_iou import box_iou
 
 
 def test_iou_matrix_by_hand():

@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO, run_tool
 from PIL import Image
 
-from projects.dap.dap.box_file import PseudoBoxFile, write_box_file
+from projects.dap.dap.datasets.box_file import PseudoBoxFile, write_box_file
 
 EXPORT = osp.join(REPO, 'tools', 'dataset_converters',
                   'export_pseudo_boxes_to_coco.py')

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO, run_tool
 from PIL import Image
 
-from projects.dap.dap.box_file import PseudoBoxFile, write_box_file
+from projects.dap.dap.datasets.box_file import PseudoBoxFile, write_box_file
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'browse_pseudo_boxes.py')
 BASE_CFG = osp.join(REPO, 'configs', 'cam_boxes',

@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from projects.dap.dap.box_fitting import (FALLBACK_THRESHOLD, fit_cam_boxes,
-                                          fit_cam_boxes_with_thresholds)
-from projects.dap.dap.cam import (CAMExtractor, compute_cam, fuse_cams,
-                                  normalize_cam, resized_size)
+from projects.dap.dap.models.box_fitting import (FALLBACK_THRESHOLD,
+                                                 fit_cam_boxes,
+                                                 fit_cam_boxes_with_thresholds)
+from projects.dap.dap.models.cam import (CAMExtractor, compute_cam, fuse_cams,
+                                         normalize_cam, resized_size)
 
 
 @pytest.fixture(autouse=True)

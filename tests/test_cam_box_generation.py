@@ -191,7 +191,7 @@ def base_run(workspace):
 
 
 def _assert_same_box_files(a, b):
-    from projects.dap.dap.box_file import PseudoBoxFile
+    from projects.dap.dap.datasets.box_file import PseudoBoxFile
     fa, fb = PseudoBoxFile.open(a), PseudoBoxFile.open(b)
     for name in MEMBERS:
         x, y = np.asarray(getattr(fa, name)), np.asarray(getattr(fb, name))
@@ -201,8 +201,8 @@ def _assert_same_box_files(a, b):
 
 
 def test_box_file_is_valid_and_bad_inputs_are_recorded(workspace, base_run):
-    from projects.dap.dap.box_file import (PseudoBoxFile, file_sha256,
-                                           image_list_fingerprint)
+    from projects.dap.dap.datasets.box_file import (PseudoBoxFile, file_sha256,
+                                                    image_list_fingerprint)
     boxes = PseudoBoxFile.open(base_run['out'])
     boxes.verify()
     keys = workspace['keys']
@@ -270,9 +270,10 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
     from mmpretrain.registry import MODELS
 
     import projects.dap.dap  # noqa: F401 (registers the modules)
-    from projects.dap.dap.box_file import PseudoBoxFile
-    from projects.dap.dap.box_fitting import fit_cam_boxes_with_thresholds
+    from projects.dap.dap.datasets.box_file import PseudoBoxFile
     from projects.dap.dap.datasets.image_decoding import decode_image
+    from projects.dap.dap.models.box_fitting import \
+        fit_cam_boxes_with_thresholds
 
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(workspace['cfg'])
@@ -591,8 +592,8 @@ def test_generator_settings_are_the_extractors():
 
 
 def test_check_class_order():
-    from projects.dap.dap.hooks.cam_box_hook import (CAMBoxRunError,
-                                                     check_class_order)
+    from projects.dap.dap.engine.hooks.cam_box_hook import (CAMBoxRunError,
+                                                            check_class_order)
     check_class_order(['a', 'b'], 2, ['a', 'b'])  # same order
     check_class_order(['a', 'b'], 2, None)  # checkpoint does not say
     with pytest.raises(CAMBoxRunError, match="class 0 of the dataset is 'a'"):
@@ -602,7 +603,7 @@ def test_check_class_order():
 
 
 def test_load_image_for_cam_decodes_by_content_and_drafts(tmp_path):
-    from projects.dap.dap.cam_transforms import LoadImageForCAM
+    from projects.dap.dap.datasets.cam_transforms import LoadImageForCAM
     rng = np.random.default_rng(1)
     big = tmp_path / 'big.JPEG'
     big.write_bytes(_jpeg_bytes(_image(rng, 1400, 1200)))
@@ -629,7 +630,7 @@ def test_load_image_for_cam_decodes_by_content_and_drafts(tmp_path):
 
 
 def test_resumable_sampler_splits_what_is_left():
-    from projects.dap.dap.samplers import ResumableSampler
+    from projects.dap.dap.datasets.samplers import ResumableSampler
     dataset = list(range(10))
     shards = []
     for rank in range(3):

@@ -128,9 +128,9 @@ def test_vectorised_parser_equals_line_by_line(tmp_path, monkeypatch):
 def test_fingerprint_equals_hook_in_memory_path(tmp_path):
     from mmpretrain.datasets import ImageNet21k
 
-    from projects.dap.dap.box_file import image_list_fingerprint
     from projects.dap.dap.datasets import IndexedImageNet21k
-    from projects.dap.dap.hooks.cam_box_hook import dataset_image_list
+    from projects.dap.dap.datasets.box_file import image_list_fingerprint
+    from projects.dap.dap.engine.hooks.cam_box_hook import dataset_image_list
     root = str(tmp_path)
     lines = _list_lines() + ['n0/neg.JPEG -1', 'n0/big.JPEG 99']
     _write(osp.join(root, 'meta', 'train.txt'), lines)
@@ -287,8 +287,9 @@ def test_shared_storage_check_two_ranks(tmp_path):
 def test_progress_over_ranks_and_eta(tmp_path, monkeypatch):
     import json
 
-    from projects.dap.dap.hooks import cam_box_progress
-    from projects.dap.dap.hooks.cam_box_progress import GenerationProgress
+    from projects.dap.dap.engine.hooks import cam_box_progress
+    from projects.dap.dap.engine.hooks.cam_box_progress import \
+        GenerationProgress
     lines = []
     monkeypatch.setattr(cam_box_progress, 'print_log',
                         lambda msg, **kwargs: lines.append(msg))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_tool
 
-from projects.dap.dap.box_file import write_box_file
+from projects.dap.dap.datasets.box_file import write_box_file
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'eval_pseudo_boxes.py')
 

@@ -385,7 +385,7 @@ def _build(config, **options):
 
 
 def test_class_agnostic_fc_reg_is_kept(dap_checkpoint):
-    from projects.dap.dap.transfer import transfer_state_dict
+    from projects.dap.dap.engine.transfer import transfer_state_dict
     dap = _load(dap_checkpoint)['state_dict']
     # a class-agnostic pre-training (DAP-IN22K R101 style): 4 outputs
     dap['roi_head.bbox_head.fc_reg.weight'] = torch.randn(4, 1024)
@@ -422,7 +422,7 @@ class ToyDetector(nn.Module):
 
 
 def test_strict_refuses_a_checkpoint_of_another_architecture():
-    from projects.dap.dap.transfer import transfer_state_dict
+    from projects.dap.dap.engine.transfer import transfer_state_dict
     model = ToyDetector(width=8)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     other = ToyDetector(num_classes=10, width=16).state_dict()
@@ -460,7 +460,7 @@ class ToyModel(ToyDetector):
 
 
 def _toy_runner(work_dir, load_from=None, resume=False, max_epochs=1, **cfg):
-    from projects.dap.dap.transfer import DetectorTransferRunner
+    from projects.dap.dap.engine.transfer import DetectorTransferRunner
     torch.manual_seed(0)
     data = [(torch.randn(4), torch.randn(())) for _ in range(8)]
     return DetectorTransferRunner(
@@ -617,7 +617,7 @@ def test_fewshot_schedule_is_scaled_to_the_split(tmp_path):
 
 
 def _hand_report():
-    from projects.dap.dap.transfer import TransferReport
+    from projects.dap.dap.engine.transfer import TransferReport
     return TransferReport(
         source='pre.pth',
         transferred=[
@@ -634,7 +634,7 @@ def _hand_report():
 
 
 def test_report_names_every_tensor_that_was_not_copied():
-    from projects.dap.dap.transfer import TransferReport
+    from projects.dap.dap.engine.transfer import TransferReport
     report = _hand_report()
     assert report.format() == '\n'.join([
         'Whole-detector transfer from pre.pth: 4 of 8 model tensors '
@@ -671,7 +671,7 @@ def test_report_names_every_tensor_that_was_not_copied():
 
 
 def test_extract_state_dict_of_checkpoints_and_bare_dicts():
-    from projects.dap.dap.transfer import extract_state_dict
+    from projects.dap.dap.engine.transfer import extract_state_dict
     a, b = torch.zeros(2), torch.ones(3)
     sd = extract_state_dict(
         dict(meta=dict(iter=3), state_dict={
@@ -689,7 +689,7 @@ def test_extract_state_dict_of_checkpoints_and_bare_dicts():
 
 
 def test_reinit_patterns_one_string_or_several():
-    from projects.dap.dap.transfer import transfer_state_dict
+    from projects.dap.dap.engine.transfer import transfer_state_dict
     model = ToyDetector(num_classes=3)
     pre = ToyDetector(num_classes=5).state_dict()
     report = transfer_state_dict(
@@ -719,7 +719,7 @@ def test_reinit_patterns_one_string_or_several():
 
 
 def test_strict_error_lists_the_first_twenty_problems():
-    from projects.dap.dap.transfer import transfer_state_dict
+    from projects.dap.dap.engine.transfer import transfer_state_dict
     pre = ToyDetector().state_dict()
     pre.update({f'extra.{i:02d}': torch.zeros(1) for i in range(25)})
     with pytest.raises(ValueError) as err:

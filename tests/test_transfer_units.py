@@ -12,9 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from projects.dap.dap.transfer import (DetectorTransferRunner, TransferReport,
-                                       _SkippedParamFilter, _summarise_names,
-                                       extract_state_dict, transfer_state_dict)
+from projects.dap.dap.engine.transfer import (DetectorTransferRunner,
+                                              TransferReport,
+                                              _SkippedParamFilter,
+                                              _summarise_names,
+                                              extract_state_dict,
+                                              transfer_state_dict)
 
 
 class Tiny(nn.Module):

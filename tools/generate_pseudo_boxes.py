@@ -81,9 +81,9 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> int:
-    from projects.dap.dap.box_file import BoxFileError
     from projects.dap.dap.datasets import ImageListError
-    from projects.dap.dap.hooks import CAMBoxRunError
+    from projects.dap.dap.datasets.box_file import BoxFileError
+    from projects.dap.dap.engine.hooks import CAMBoxRunError
     from projects.dap.dap.models import CAMBoxConfigError
 
     args = parse_args(argv)

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 
-from projects.dap.dap.box_file import BoxFileError, PseudoBoxFile  # noqa
+from projects.dap.dap.datasets import BoxFileError, PseudoBoxFile  # noqa
 
 _CHUNK = 1 << 20
 SIZE_EDGES = np.linspace(0.0, 1.0, 41)

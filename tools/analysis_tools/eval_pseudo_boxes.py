@@ -38,8 +38,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from projects.dap.dap.box_file import BoxFileError, PseudoBoxFile
-from projects.dap.dap.box_iou import box_iou
+from projects.dap.dap.datasets.box_file import BoxFileError, PseudoBoxFile
+from projects.dap.dap.evaluation.box_iou import box_iou
 
 IOU_THRS = (0.3, 0.5, 0.7)
 CURVE_THRS = tuple(round(0.05 * i, 2) for i in range(1, 20))

@@ -40,7 +40,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-from projects.dap.dap.box_file import PseudoBoxFile  # noqa: E402
+from projects.dap.dap.datasets.box_file import PseudoBoxFile  # noqa: E402
 
 CHUNK = 100_000  # images per JSON chunk
 

@@ -61,7 +61,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-from projects.dap.dap.box_file import (  # noqa: E402  # isort: skip
+from projects.dap.dap.datasets.box_file import (  # noqa: E402  # isort: skip
     BoxFileError, file_sha256, write_box_file)
 
 CHUNK = 10_000  # images per progress-bar step

@@ -16,8 +16,9 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
     exit 2
 fi
 case $1 in
-    box_fitting | cam | transfer) dotted=projects.dap.dap.$1 ;;
-    box_file) dotted='projects.dap.dap.box_file.*' ;;  # its 5 modules
+    box_fitting | cam) dotted=projects.dap.dap.models.$1 ;;
+    transfer) dotted=projects.dap.dap.engine.transfer ;;
+    box_file) dotted='projects.dap.dap.datasets.box_file.*' ;;  # its 5 modules
     imagenet_pseudo_box | image_list) dotted=projects.dap.dap.datasets.$1 ;;
     checkpoint) dotted=projects.dap.dap.utils.checkpoint ;;
     splits | stats) dotted=projects.dap.dap.fewshot.$1 ;;

@@ -43,7 +43,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
 
-from projects.dap.dap.box_file import file_sha256  # noqa: E402
+from projects.dap.dap.datasets.box_file import file_sha256  # noqa: E402
 from projects.dap.dap.utils import load_checkpoint_safely  # noqa: E402
 
 BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'

@@ -5,20 +5,17 @@ registries (configs use ``custom_imports=dict(imports=['projects.dap.dap'])``)
 and makes mmengine load local checkpoints with ``weights_only=True`` and
 exactly the globals mmengine checkpoints need (``utils/checkpoint.py``).
 """
-from . import _quiet_imports  # noqa: F401  (first: before mmpretrain)
-from .box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
-                       image_list_fingerprint, merge_shards, write_box_file)
-from .cam_box_metric import CAMBoxMetric
-from .cam_transforms import LoadImageForCAM
-from .datasets import (ImageListError, ImageNetPseudoBoxDataset,
-                       IndexedImageNet, IndexedImageNet21k,
-                       LoadImageRandomChoiceResize, decode_image,
-                       decode_resized)
-from .hooks import CAMBoxHook, CAMBoxRunError
+from . import utils  # noqa: F401  (first: its quiet_imports before mmpretrain)
+from .datasets import (BoxFileError, ImageListError, ImageNetPseudoBoxDataset,
+                       IndexedImageNet, IndexedImageNet21k, LoadImageForCAM,
+                       LoadImageRandomChoiceResize, PseudoBoxFile,
+                       ResumableSampler, ShardWriter, decode_image,
+                       decode_resized, image_list_fingerprint, merge_shards,
+                       write_box_file)
+from .engine import (CAMBoxHook, CAMBoxRunError, DetectorTransferRunner,
+                     TransferReport, transfer_state_dict)
+from .evaluation import CAMBoxMetric
 from .models import CAMBoxConfigError, CAMBoxGenerator
-from .samplers import ResumableSampler
-from .transfer import (DetectorTransferRunner, TransferReport,
-                       transfer_state_dict)
 from .utils import (exact_safe_globals, load_checkpoint_safely,
                     register_checkpoint_loader, safe_checkpoint_globals)
 

@@ -37,7 +37,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmengine.fileio import get_file_backend
 
-from ..box_file import ImageListHasher
+from .box_file import ImageListHasher
 
 # mmpretrain's ImageNet.IMG_EXTENSIONS: the files its folder scan keeps.
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')

@@ -21,7 +21,7 @@ from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 from mmengine.utils import is_abs
 
-from ..box_file import BoxFileError, ImageListHasher, PseudoBoxFile
+from .box_file import BoxFileError, ImageListHasher, PseudoBoxFile
 from .image_list import (FileRows, RowDataset, find_class_folders,
                          read_ann_blocks, scan_class_folders, subset_positions)
 

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..box_iou import box_iou
+from ..evaluation import box_iou
 
 #: Every shape kind the renderer knows.
 SHAPE_FAMILY = ('ellipse', 'rectangle', 'triangle', 'diamond', 'cross', 'star',

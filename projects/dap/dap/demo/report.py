@@ -12,7 +12,7 @@ from typing import Dict, List
 import numpy as np
 from mmengine.config import Config
 
-from ..box_iou import box_iou
+from ..evaluation import box_iou
 from ..fewshot.report import results_table, verdict
 from ..fewshot.stats import Results
 from .benchmark import read_voc_boxes

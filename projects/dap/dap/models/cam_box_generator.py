@@ -2,12 +2,12 @@
 
 Wraps an ``ImageClassifier`` (ResNet backbone + linear head) so that box
 generation is a plain ``Runner.test`` run: the data pipeline decodes the
-original images (:class:`~projects.dap.dap.cam_transforms.LoadImageForCAM`),
+original images (:class:`~projects.dap.dap.datasets.LoadImageForCAM`),
 ``pseudo_collate`` keeps their different sizes, and ``test_step``
 computes the fused GT-class CAMs of a batch
-(:class:`~projects.dap.dap.cam.CAMExtractor`) and fits boxes to all of
+(:class:`~projects.dap.dap.models.cam.CAMExtractor`) and fits boxes to all of
 them at once
-(:func:`~projects.dap.dap.box_fitting.fit_cam_boxes_batched`).  Every
+(:func:`~projects.dap.dap.models.box_fitting.fit_cam_boxes_batched`).  Every
 parameter of the original algorithm is an argument whose default is the
 original value.
 """
@@ -19,11 +19,11 @@ import torch
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 
-from ..box_file import file_sha256
-from ..box_fitting import fit_cam_boxes_batched
-from ..cam import IMAGENET_MEAN, IMAGENET_STD, CAMExtractor
+from ..datasets.box_file import file_sha256
 from ..utils import load_checkpoint_safely
 from ..utils.plain_data import plain_data
+from .box_fitting import fit_cam_boxes_batched
+from .cam import IMAGENET_MEAN, IMAGENET_STD, CAMExtractor
 
 
 class CAMBoxConfigError(ValueError):
@@ -118,7 +118,7 @@ class CAMBoxGenerator(BaseModel):
             boxes scaled from); default the largest scale (576).
         mean, std: RGB normalisation (ImageNet, 0-255 range).
         thresholds, bias, max_per_threshold, min_area_ratio, nms_iou: box
-            fitting, see :func:`~projects.dap.dap.box_fitting.fit_cam_boxes`.
+            fitting, see :func:`~projects.dap.dap.models.fit_cam_boxes`.
         max_batch: images of the same padded size per forward. 1 (the
             original's batch size) makes every image's boxes bit-identical
             whatever else is in the batch, on any number of ranks; larger

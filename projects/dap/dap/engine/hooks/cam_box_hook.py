@@ -7,9 +7,9 @@ returns each image's boxes.  This hook owns the files:
 
 * ``before_test``: describe the run (generation config, checkpoint sha256,
   image-list fingerprint, classes), open this rank's
-  :class:`~projects.dap.dap.box_file.ShardWriter` (which refuses a shard
+  :class:`~projects.dap.dap.datasets.ShardWriter` (which refuses a shard
   dir of another run), and tell the
-  :class:`~projects.dap.dap.samplers.ResumableSampler` which images are
+  :class:`~projects.dap.dap.datasets.ResumableSampler` which images are
   done, so a rerun computes only the rest;
 * ``after_test_iter``: buffer every image's boxes (or failure reason);
   shards are written atomically every ``flush_every`` images;
@@ -29,11 +29,12 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from ..box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
-                        describe_changes, image_list_fingerprint, merge_shards)
-from ..utils.plain_data import plain_data
-from ..utils.progress_log import ProgressLog
-from ..utils.shared_storage import SharedStorageError, check_shared_storage
+from ...datasets.box_file import (BoxFileError, PseudoBoxFile, ShardWriter,
+                                  describe_changes, image_list_fingerprint,
+                                  merge_shards)
+from ...utils.plain_data import plain_data
+from ...utils.progress_log import ProgressLog
+from ...utils.shared_storage import SharedStorageError, check_shared_storage
 from .cam_box_progress import GenerationProgress
 
 DEFAULT_OUT = 'pseudo_boxes.dapbox'

@@ -2,7 +2,7 @@
 
 Box generation over 14M images must survive being killed.  Finished images
 are in the run's shards; :class:`ResumableSampler` is told which indices
-are done (by :class:`~projects.dap.dap.hooks.CAMBoxHook` before the first
+are done (by :class:`~projects.dap.dap.engine.CAMBoxHook` before the first
 batch) and splits only the rest across ranks, deterministically and
 without padding (every image is computed exactly once).
 """

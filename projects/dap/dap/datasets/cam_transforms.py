@@ -20,7 +20,7 @@ from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
-from .datasets.image_decoding import decode_image
+from .image_decoding import decode_image
 
 
 @TRANSFORMS.register_module()

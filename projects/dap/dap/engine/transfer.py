@@ -57,8 +57,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import BaseLoop, Runner
 from torch import nn
 
-from .fewshot.schedule import check_resolved
-from .utils import load_checkpoint_safely
+from ..fewshot.schedule import check_resolved
+from ..utils import load_checkpoint_safely
 
 DEFAULT_REINIT = (r'(^|\.)fc_cls\.', r'(^|\.)fc_reg\.')
 

@@ -1,7 +1,7 @@
 """Run summary of CAM-box generation, as an mmengine metric.
 
 ``Runner.test`` needs an evaluator.  The boxes themselves go to the shards
-(:class:`~projects.dap.dap.hooks.CAMBoxHook`); this metric only counts
+(:class:`~projects.dap.dap.engine.CAMBoxHook`); this metric only counts
 images, failures and boxes, summed over ranks with one ``all_reduce``
 (no ``collect_results``, so no tmp dir shared between nodes is needed).
 """
