@@ -5,10 +5,10 @@ Generates smooth random CAMs on 576-scale grids (18 x 18..40 and 18..40 x
 implementing the same algorithm -- (a0) the original's own code path
 (``tests/helpers/original_dap.py``: ``compute_cam_box`` + maskrcnn-benchmark's
 ``boxlist_nms``, on a subset), with ``scipy.ndimage.label`` + numpy
-moments (a1) the literal reference of ``tests/test_box_fitting.py``
-itself (imported: one ``labels == i`` mask per component) and (a2) a tuned
-one (rectangles from ``ndimage.find_objects``) -- and (b)
-:func:`fit_cam_boxes_batched`; checks that all agree and prints per-image
+moments (a1) the tests' literal reference (``tests/helpers/box_fitting.py``,
+imported: one ``labels == i`` mask per component) and (a2) the same with
+the rectangles from ``ndimage.find_objects`` -- and (b)
+:func:`fit_cam_boxes`; checks that all agree and prints per-image
 times and the ratios.  Times are CPU time of this process
 (``time.process_time``, best of ``--repeat``), which is less sensitive to
 other processes sharing the machine; wall times are printed too.
@@ -16,7 +16,6 @@ other processes sharing the machine; wall times are printed too.
     python benchmarks/bench_box_fitting.py [--num 2000] [--repeat 3]
 """
 import argparse
-import math
 import os.path as osp
 import sys
 import time
@@ -28,74 +27,11 @@ REPO = osp.join(osp.dirname(osp.abspath(__file__)), '..')
 sys.path[:0] = [REPO, osp.join(REPO, 'tests')]
 # the tests' reference, importable after the sys.path line above
 # isort: off
+from helpers.box_fitting import reference_fit  # noqa: E402
 from helpers.original_dap import (  # noqa: E402
     original_boxlist_nms, original_compute_cam_box)
-from test_box_fitting import reference_fit  # noqa: E402
-from projects.dap.dap.models.box_fitting import (  # noqa: E402
-    FALLBACK_THRESHOLD, fit_cam_boxes_batched)
+from projects.dap.dap.models.box_fitting import fit_cam_boxes  # noqa: E402
 # isort: on
-
-CROSS = ndimage.generate_binary_structure(2, 1)
-
-
-def tuned_fit(cam,
-              thresholds=(0.2, 0.3, 0.4, 0.5),
-              bias=0.22,
-              k=4,
-              ratio=0.5,
-              nms_iou=0.8):
-    """The original algorithm, one map at a time, in plain loops tuned for
-    speed: the rectangles come from ``ndimage.find_objects`` (the test's
-    reference makes one ``labels == i`` mask per component)."""
-    height, width = cam.shape
-    boxes, ths = [], []
-    if cam.max() != cam.min():
-        for t in thresholds:
-            binary = cam > t
-            labels, _ = ndimage.label(binary, structure=CROSS)
-            comps = []
-            for sy, sx in ndimage.find_objects(labels):
-                comps.append(((sy.stop - sy.start) * (sx.stop - sx.start),
-                              sy.start, sy.stop, sx.start, sx.stop))
-            comps = comps[::-1]  # equal areas: the higher label first
-            comps.sort(key=lambda c: -c[0])
-            kept = [c for c in comps if c[0] >= ratio * comps[0][0]][:k]
-            for _, y0, y1, x0, x1 in kept:
-                w = (cam[y0:y1, x0:x1] + bias) * binary[y0:y1, x0:x1]
-                yy, xx = np.mgrid[y0:y1, x0:x1]
-                cx = (w * xx).sum() / w.sum()
-                cy = (w * yy).sum() / w.sum()
-                bw = max(1.0,
-                         math.sqrt(12 * (w * (xx - cx)**2).sum() / w.sum()))
-                bh = max(1.0,
-                         math.sqrt(12 * (w * (yy - cy)**2).sum() / w.sum()))
-                x1, y1 = cx + 0.5 - bw / 2, cy + 0.5 - bh / 2
-                boxes.append([x1, y1, x1 + bw, y1 + bh])
-                ths.append(t)
-    if not boxes:
-        boxes, ths = [[0.0, 0.0, width, height]], [FALLBACK_THRESHOLD]
-    boxes, ths = np.array(boxes), np.array(ths)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    scores = areas / areas[0]  # cell units: every box is at least 1 x 1
-    order = sorted(range(len(boxes)), key=lambda i: -np.round(scores[i], 9))
-    keep = []
-    for i in order:
-        ok = True
-        for j in keep:
-            iw = max(
-                0.0,
-                min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
-            ih = max(
-                0.0,
-                min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
-            union = areas[i] + areas[j] - iw * ih
-            if union > 0 and iw * ih / union >= nms_iou - 1e-9:
-                ok = False
-                break
-        if ok:
-            keep.append(i)
-    keep.sort()  # kept boxes in raw order, as boxlist_nms
-    return boxes[keep], scores[keep], ths[keep]
 
 
 def make_cams(num, seed):
@@ -138,10 +74,10 @@ def main():
 
     lit, lit_cpu, lit_wall = best_time(
         lambda: [reference_fit(c) for c in cams], args.repeat)
-    ref, ref_cpu, ref_wall = best_time(lambda: [tuned_fit(c) for c in cams],
-                                       args.repeat)
-    got, cpu, wall = best_time(lambda: fit_cam_boxes_batched(cams),
-                               args.repeat)
+    ref, ref_cpu, ref_wall = best_time(
+        lambda: [reference_fit(c, find_objects=True) for c in cams],
+        args.repeat)
+    got, cpu, wall = best_time(lambda: fit_cam_boxes(cams), args.repeat)
     worst = 0.0
     for want, res in zip(lit + ref, got + got):
         boxes, scores, ths = want
@@ -160,8 +96,8 @@ def main():
             for c, wh in zip(few, sizes)
         ], 1)
     px, px_cpu, px_wall = best_time(
-        lambda: fit_cam_boxes_batched(
-            few, image_hw=[(h, w) for w, h in sizes]), args.repeat)
+        lambda: fit_cam_boxes(few, image_hw=[(h, w) for w, h in sizes]),
+        args.repeat)
     worst_px = 0.0
     for (boxes, _), res in zip(orig, px):
         assert tuple(boxes.shape) == res.boxes.shape, 'different box counts'
@@ -175,7 +111,7 @@ def main():
     print(f'outputs equal: yes ({sum(len(r.boxes) for r in got)} boxes, '
           f'max abs difference {worst:.1e})')
     for name, c, w in (('(a1) literal scipy loop', lit_cpu, lit_wall),
-                       ('(a2) tuned scipy loop  ', ref_cpu,
+                       ('(a2) find_objects loop ', ref_cpu,
                         ref_wall), ('(b) batched            ', cpu, wall)):
         print(f'{name}: {c / args.num * 1e3:.4f} ms/image CPU, '
               f'{w / args.num * 1e3:.4f} wall')

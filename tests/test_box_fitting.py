@@ -5,92 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers.box_fitting import THRESHOLDS, fit_one, reference_fit
 from scipy import ndimage
 
 from projects.dap.dap.models.box_fitting import (FALLBACK_THRESHOLD,
-                                                 fit_cam_boxes,
-                                                 fit_cam_boxes_batched,
-                                                 fit_cam_boxes_with_thresholds,
-                                                 scale_boxes_to_image)
-
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
-CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity
-
-
-# --------------------------------------------------------------------------
-# Reference: the original algorithm written out literally, one map at a time.
-# --------------------------------------------------------------------------
-def reference_fit(cam,
-                  thresholds=THRESHOLDS,
-                  bias=0.22,
-                  k=4,
-                  ratio=0.5,
-                  nms_iou=0.8,
-                  image_hw=None,
-                  cam_scale=576,
-                  stride=32):
-    cam = np.asarray(cam, dtype=np.float64)
-    height, width = cam.shape
-    boxes, ths = [], []
-    if cam.max() != cam.min():  # a constant map has no boxes of its own
-        for t in thresholds:
-            binary = cam > t
-            labels, num = ndimage.label(binary, structure=CROSS)
-            comps = []
-            for i in range(1, num + 1):  # label order = raster order
-                ys, xs = np.nonzero(labels == i)
-                y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-                comps.append(((y1 - y0) * (x1 - x0), y0, y1, x0, x1))
-            # largest first, equal areas: the higher label first (the
-            # original's np.argsort(areas)[::-1])
-            comps = comps[::-1]
-            comps.sort(key=lambda c: -c[0])
-            kept = [c for c in comps if c[0] >= ratio * comps[0][0]][:k]
-            for _, y0, y1, x0, x1 in kept:
-                w = (cam[y0:y1, x0:x1] + bias) * binary[y0:y1, x0:x1]
-                yy, xx = np.mgrid[y0:y1, x0:x1]
-                cx = (w * xx).sum() / w.sum()
-                cy = (w * yy).sum() / w.sum()
-                ix = (w * (xx - cx)**2).sum() / w.sum()
-                iy = (w * (yy - cy)**2).sum() / w.sum()
-                bw = max(1.0, math.sqrt(12 * ix))
-                bh = max(1.0, math.sqrt(12 * iy))
-                x1, y1 = cx + 0.5 - bw / 2, cy + 0.5 - bh / 2
-                boxes.append([x1, y1, x1 + bw, y1 + bh])
-                ths.append(t)
-    if not boxes:
-        boxes, ths = [[0.0, 0.0, width, height]], [FALLBACK_THRESHOLD]
-    boxes, ths = np.array(boxes), np.array(ths)
-    if image_hw is not None:
-        ih, iw = image_hw
-        boxes = boxes * (stride * min(ih, iw) / cam_scale)
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, iw - 1)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, ih - 1)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    ref = areas[0] if areas[0] > 1e-9 * areas.max() else areas.max()
-    scores = areas / ref if ref > 0 else np.ones(len(areas))
-    if nms_iou is None:
-        return boxes, scores, ths
-    # maskrcnn-benchmark's NMS: +1 in pixels, suppressed at IoU >= nms_iou,
-    # the kept boxes in raw order
-    offset = 0.0 if image_hw is None else 1.0
-    order = sorted(range(len(boxes)), key=lambda i: -np.round(scores[i], 9))
-    keep = []
-    for i in order:
-        if all(iou(boxes[i], boxes[j], offset) < nms_iou - 1e-9 for j in keep):
-            keep.append(i)
-    keep.sort()
-    return boxes[keep], scores[keep], ths[keep]
-
-
-def iou(a, b, offset=0.0):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + offset)
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + offset)
-    union = ((a[2] - a[0] + offset) * (a[3] - a[1] + offset) +
-             (b[2] - b[0] + offset) * (b[3] - b[1] + offset) - iw * ih)
-    if union <= 0:  # two empty boxes: duplicates or not
-        return float(np.array_equal(a, b))
-    return iw * ih / union
+                                                 _scale_to_image,
+                                                 fit_cam_boxes)
 
 
 def smooth_cam(rng, height, width, sigma=None):
@@ -128,15 +48,15 @@ def test_single_uniform_rectangle():
     expected = [5.5 - w / 2, 3.5 - h / 2, 5.5 + w / 2, 3.5 + h / 2]
     np.testing.assert_allclose(
         expected, [3.0505103, 2.0857864, 7.9494897, 4.9142136], atol=1e-6)
-    boxes, scores = fit_cam_boxes(cam)
+    boxes, scores, _ = fit_one(cam)
     # The same box at all four thresholds: NMS keeps the first one.
     np.testing.assert_allclose(boxes, [expected], atol=1e-12)
     np.testing.assert_allclose(scores, [1.0])
-    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    raw = fit_one(cam, nms_iou=None)
     np.testing.assert_allclose(raw.boxes, [expected] * 4, atol=1e-12)
     np.testing.assert_allclose(raw.scores, [1.0] * 4)
     np.testing.assert_allclose(raw.thresholds, THRESHOLDS)
-    kept = fit_cam_boxes_with_thresholds(cam)
+    kept = fit_one(cam)
     assert kept.thresholds.tolist() == [0.2]
 
 
@@ -145,7 +65,7 @@ def test_second_blob_kept_or_dropped_by_area_rule(side, kept):
     cam = np.zeros((12, 12))
     cam[1:4, 1:6] = 0.9  # 3 x 5: rectangle area 15
     cam[7:7 + side, 7:7 + side] = 0.8  # 2 x 2 = 4 < 7.5 or 3 x 3 = 9 >= 7.5
-    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    raw = fit_one(cam, nms_iou=None)
     big = [
         3.5 - uniform_fit(5) / 2, 2.5 - uniform_fit(3) / 2,
         3.5 + uniform_fit(5) / 2, 2.5 + uniform_fit(3) / 2
@@ -159,8 +79,7 @@ def test_second_blob_kept_or_dropped_by_area_rule(side, kept):
     np.testing.assert_allclose(raw.boxes, per_t * 4, atol=1e-12)
     np.testing.assert_allclose(raw.thresholds,
                                np.repeat(THRESHOLDS, len(per_t)))
-    assert_same(
-        fit_cam_boxes_with_thresholds(cam), reference_fit(cam), atol=1e-12)
+    assert_same(fit_one(cam), reference_fit(cam), atol=1e-12)
 
 
 def test_nested_thresholds_weight_the_moments():
@@ -175,7 +94,7 @@ def test_nested_thresholds_weight_the_moments():
     outer = math.sqrt(12 * 32.4 / 20.1)
     # t = 0.4, 0.5: the uniform 3 x 3 core: sqrt(3^2 - 1) = sqrt(8).
     inner = math.sqrt(8)
-    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    raw = fit_one(cam, nms_iou=None)
     expected = [[4.5 - s / 2, 4.5 - s / 2, 4.5 + s / 2, 4.5 + s / 2]
                 for s in (outer, outer, inner, inner)]
     np.testing.assert_allclose(raw.boxes, expected, atol=1e-12)
@@ -183,7 +102,7 @@ def test_nested_thresholds_weight_the_moments():
                                [1, 1, (inner / outer)**2, (inner / outer)**2])
     # NMS: the t=0.3 copy is suppressed by the t=0.2 box (IoU 1), the core
     # box has IoU 8 / outer^2 = 0.41 with it and stays.
-    nms = fit_cam_boxes_with_thresholds(cam)
+    nms = fit_one(cam)
     np.testing.assert_allclose(
         nms.boxes, [expected[0], expected[2]], atol=1e-12)
     np.testing.assert_allclose(nms.thresholds, [0.2, 0.4])
@@ -195,7 +114,7 @@ def test_other_blobs_inside_the_rectangle_count():
     cam[1:6, 1] = 1.0  # ... left bar
     cam[1:6, 5] = 1.0  # ... right bar
     cam[4, 3] = 1.0  # a separate single cell inside the U's rectangle
-    raw = fit_cam_boxes_with_thresholds(cam, thresholds=(0.5, ), nms_iou=None)
+    raw = fit_one(cam, thresholds=(0.5, ), nms_iou=None)
     # The U (13 cells) plus the inner cell (4, 3): 14 cells, equal weights.
     # x: column 1 and 5 hold 5 cells each, columns 2 and 4 one each (top
     # bar), column 3 two (top bar + inner cell): mean 3, sum of dx^2 =
@@ -216,8 +135,7 @@ def test_ties_in_rectangle_area_rank_the_higher_label_first():
     cam[4, 1:3] = 0.9  # 1 x 2, first cell (4, 1): label 3
     cam[1, 6:8] = 0.9  # 1 x 2, first cell (1, 6): label 1
     cam[2:4, 4] = 0.9  # 2 x 1, first cell (2, 4): label 2
-    raw = fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, ), max_per_threshold=2, nms_iou=None)
+    raw = fit_one(cam, thresholds=(0.5, ), max_per_threshold=2, nms_iou=None)
     half = uniform_fit(2) / 2
     # np.argsort([2, 2, 2])[::-1] = [2, 1, 0]: labels 3 and 2
     np.testing.assert_allclose(
@@ -229,7 +147,7 @@ def test_threshold_without_cells_is_skipped():
     cam = np.zeros((5, 5))
     cam[1:4, 1:4] = 0.45  # exceeds 0.2, 0.3, 0.4 but not 0.5
     cam[0, 0] = 0.01
-    raw = fit_cam_boxes_with_thresholds(cam, nms_iou=None)
+    raw = fit_one(cam, nms_iou=None)
     np.testing.assert_allclose(raw.thresholds, [0.2, 0.3, 0.4])
 
 
@@ -237,8 +155,7 @@ def test_nms_larger_box_wins_and_iou_threshold():
     cam = np.zeros((3, 9))
     cam[1, 2:7] = 0.3  # 5 cells above 0.2 ...
     cam[1, 3:7] = 0.6  # ... of which 4 exceed 0.5
-    raw = fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, 0.2), nms_iou=None)
+    raw = fit_one(cam, thresholds=(0.5, 0.2), nms_iou=None)
     assert len(raw.boxes) == 2
     # Both boxes are 1 high and the t=0.5 one lies inside the t=0.2 one,
     # so their IoU is the ratio of their widths.
@@ -246,17 +163,13 @@ def test_nms_larger_box_wins_and_iou_threshold():
     assert small < large
     np.testing.assert_allclose(raw.boxes[:, 1::2], [[1, 2], [1, 2]])
     ratio = small / large
-    both = fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, 0.2), nms_iou=ratio + 0.01)
+    both = fit_one(cam, thresholds=(0.5, 0.2), nms_iou=ratio + 0.01)
     # Kept boxes stay in their raw order (boxlist_nms), not score order.
     np.testing.assert_allclose(both.boxes, raw.boxes)
     np.testing.assert_allclose(both.scores, [1, large / small])
     # Suppressed at IoU == nms_iou (>=, as maskrcnn-benchmark), not only >.
-    assert len(
-        fit_cam_boxes_with_thresholds(
-            cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
-    one = fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, 0.2), nms_iou=ratio - 0.01)
+    assert len(fit_one(cam, thresholds=(0.5, 0.2), nms_iou=ratio).boxes) == 1
+    one = fit_one(cam, thresholds=(0.5, 0.2), nms_iou=ratio - 0.01)
     # The larger box wins even though its threshold came second.
     np.testing.assert_allclose(one.boxes, raw.boxes[1:])
     assert one.thresholds.tolist() == [0.2]
@@ -267,7 +180,7 @@ def test_nms_larger_box_wins_and_iou_threshold():
 def test_constant_map_gives_the_whole_map(value, shape):
     cam = np.full(shape, value)
     for nms in (0.8, None):
-        res = fit_cam_boxes_with_thresholds(cam, nms_iou=nms)
+        res = fit_one(cam, nms_iou=nms)
         np.testing.assert_array_equal(res.boxes, [[0, 0, shape[1], shape[0]]])
         np.testing.assert_array_equal(res.scores, [1.0])
         np.testing.assert_array_equal(res.thresholds, [FALLBACK_THRESHOLD])
@@ -275,23 +188,20 @@ def test_constant_map_gives_the_whole_map(value, shape):
 
 def test_map_below_every_threshold_gives_the_whole_map():
     cam = np.linspace(0, 0.2, 30).reshape(5, 6)  # max 0.2 is not > 0.2
-    boxes, scores = fit_cam_boxes(cam)
+    boxes, scores, _ = fit_one(cam)
     np.testing.assert_array_equal(boxes, [[0, 0, 6, 5]])
     np.testing.assert_array_equal(scores, [1.0])
 
 
 def test_thin_maps():
     row = np.array([[0.0, 0.9, 0.9, 0.1, 1.0]])  # 1 x 5
-    raw = fit_cam_boxes_with_thresholds(row, nms_iou=None)
+    raw = fit_one(row, nms_iou=None)
     assert_same(raw, reference_fit(row, nms_iou=None), atol=1e-12)
     # Blobs (1, 2) and (4) at every threshold: area 2 and 1 (kept).
     assert len(raw.boxes) == 8
     np.testing.assert_allclose(raw.boxes[1], [4, 0, 5, 1])
     column = row.T.copy()
-    assert_same(
-        fit_cam_boxes_with_thresholds(column),
-        reference_fit(column),
-        atol=1e-12)
+    assert_same(fit_one(column), reference_fit(column), atol=1e-12)
 
 
 # --------------------------------------------------------------------------
@@ -317,7 +227,7 @@ def random_maps(seed, num=300):
 @pytest.mark.parametrize('nms_iou', [0.8, None])
 def test_random_maps_match_reference(seed, nms_iou):
     maps = random_maps(seed)
-    results = fit_cam_boxes_batched(maps, nms_iou=nms_iou)
+    results = fit_cam_boxes(maps, nms_iou=nms_iou)
     assert len(results) == len(maps)
     for cam, got in zip(maps, results):
         assert_same(got, reference_fit(cam, nms_iou=nms_iou), atol=1e-9)
@@ -341,7 +251,7 @@ def test_other_parameters_match_reference(params):
         k=params.get('max_per_threshold', 4),
         ratio=params['min_area_ratio'],
         nms_iou=params.get('nms_iou', 0.8))
-    for cam, got in zip(maps, fit_cam_boxes_batched(maps, **params)):
+    for cam, got in zip(maps, fit_cam_boxes(maps, **params)):
         assert_same(got, reference_fit(cam, **ref_params), atol=1e-9)
 
 
@@ -354,12 +264,12 @@ def test_image_sizes_scale_and_clip_before_scoring():
         maps.append(
             smooth_cam(rng, math.ceil(round(h * scale) / 32),
                        math.ceil(round(w * scale) / 32)))
-    results = fit_cam_boxes_batched(maps, image_hw=sizes)
+    results = fit_cam_boxes(maps, image_hw=sizes)
     for cam, hw, got in zip(maps, sizes, results):
         assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
         assert (got.boxes[:, 0::2] <= hw[1] - 1).all()
         assert (got.boxes[:, 1::2] <= hw[0] - 1).all()
-    one = fit_cam_boxes_with_thresholds(maps[0], image_hw=sizes[0])
+    one = fit_one(maps[0], image_hw=sizes[0])
     for a, b in zip(one, results[0]):
         np.testing.assert_array_equal(a, b)
 
@@ -370,8 +280,7 @@ def test_tiny_images_pixel_offset_and_sub_pixel_scores():
     rng = np.random.default_rng(11)
     maps = [smooth_cam(rng, 18, 24) for _ in range(100)]
     sizes = [(int(h), int(w)) for h, w in rng.integers(10, 40, (100, 2))]
-    for cam, hw, got in zip(maps, sizes,
-                            fit_cam_boxes_batched(maps, image_hw=sizes)):
+    for cam, hw, got in zip(maps, sizes, fit_cam_boxes(maps, image_hw=sizes)):
         assert_same(got, reference_fit(cam, image_hw=hw), atol=1e-9)
 
 
@@ -380,8 +289,7 @@ def test_sub_pixel_first_box_is_the_score_reference():
     # pixels, so the first box (the peak cell at t = 0.5) is 0.25 px^2.
     cam = np.zeros((3, 4))
     cam[1, 1], cam[2, 1] = 1.0, 0.3
-    res = fit_cam_boxes_with_thresholds(
-        cam, thresholds=(0.5, 0.2), image_hw=(9, 12), nms_iou=None)
+    res = fit_one(cam, thresholds=(0.5, 0.2), image_hw=(9, 12), nms_iou=None)
     np.testing.assert_allclose(res.boxes[0], [0.5, 0.5, 1, 1])
     # t = 0.2: the column of weights 1.22, 0.52 is 0.5 px wide and
     # sqrt(12 * 1.22 * 0.52) / 1.74 cells high: its score is that height
@@ -399,7 +307,7 @@ def test_iou_within_tolerance_of_the_threshold_counts_as_equal():
     cam = np.zeros((3, 4))
     cam[0, 0] = cam[0, 2] = 0.75
     for nms_iou, kept in ((0.2, 1), (0.2 + 1e-9, 1), (0.2 + 2e-9, 2)):
-        res = fit_cam_boxes_with_thresholds(
+        res = fit_one(
             cam,
             thresholds=(0.5, ),
             bias=0.25,
@@ -412,7 +320,7 @@ def test_iou_within_tolerance_of_the_threshold_counts_as_equal():
 def test_every_box_clipped_to_nothing_scores_one():
     cam = np.zeros((18, 19))
     cam[5:8, 18] = 1.0  # only in the last column, clipped away
-    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577))
+    res = fit_one(cam, image_hw=(576, 577))
     np.testing.assert_array_equal(res.boxes[:, [0, 2]], 576)
     np.testing.assert_array_equal(res.scores, np.ones(len(res.scores)))
 
@@ -423,13 +331,13 @@ def test_first_box_clipped_to_nothing():
     cam = np.zeros((18, 19))
     cam[5:8, 18] = 1.0  # rectangle area 3: the first box at every threshold
     cam[10, 3:5] = 0.9  # rectangle area 2 >= 1.5: kept too
-    res = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577), nms_iou=None)
+    res = fit_one(cam, image_hw=(576, 577), nms_iou=None)
     assert len(res.boxes) == 8
     empty = res.boxes[0::2]
     np.testing.assert_array_equal(empty[:, [0, 2]], 576)
     # The first box is empty: scores are relative to the largest box.
     np.testing.assert_array_equal(res.scores, [0, 1] * 4)
-    nms = fit_cam_boxes_with_thresholds(cam, image_hw=(576, 577))
+    nms = fit_one(cam, image_hw=(576, 577))
     # Identical empty boxes are duplicates (1 pixel wide with the +1); the
     # rest are NMS-ed as usual; the kept two in raw order.
     np.testing.assert_array_equal(nms.boxes, res.boxes[[0, 1]])
@@ -443,12 +351,12 @@ def test_first_box_clipped_to_nothing():
 def test_batched_equals_single_exactly():
     maps = random_maps(11, 200)
     for nms in (0.8, None):
-        batched = fit_cam_boxes_batched(maps, nms_iou=nms)
+        batched = fit_cam_boxes(maps, nms_iou=nms)
         for cam, got in zip(maps, batched):
-            single = fit_cam_boxes_with_thresholds(cam, nms_iou=nms)
+            single = fit_one(cam, nms_iou=nms)
             for a, b in zip(single, got):
                 np.testing.assert_array_equal(a, b)
-            boxes, scores = fit_cam_boxes(cam, nms_iou=nms)
+            boxes, scores, _ = fit_one(cam, nms_iou=nms)
             np.testing.assert_array_equal(boxes, got.boxes)
             np.testing.assert_array_equal(scores, got.scores)
 
@@ -464,7 +372,7 @@ def test_batch_with_maps_without_components():
     last[6:8, 5:8] = 0.25
     last[9, 0] = 1.0
     maps = [first] + [np.zeros((10, 10))] * 3 + [last]
-    batched = fit_cam_boxes_batched(maps, nms_iou=None)
+    batched = fit_cam_boxes(maps, nms_iou=None)
     for cam, got in zip(maps, batched):
         assert_same(got, reference_fit(cam, nms_iou=None), atol=1e-12)
     # both blobs at 0.2 (the peak is too small there), the peak at 0.3-0.5
@@ -482,66 +390,66 @@ def test_padded_batch_and_torch_inputs():
     padded = np.full((len(maps), hw[:, 0].max(), hw[:, 1].max()), 7.0)
     for m, p in zip(maps, padded):
         p[:m.shape[0], :m.shape[1]] = m
-    want = fit_cam_boxes_batched(maps)
-    for got in (fit_cam_boxes_batched(padded, valid_hw=hw),
-                fit_cam_boxes_batched(
+    want = fit_cam_boxes(maps)
+    for got in (fit_cam_boxes(padded, valid_hw=hw),
+                fit_cam_boxes(
                     torch.from_numpy(padded), valid_hw=torch.from_numpy(hw)),
-                fit_cam_boxes_batched([torch.from_numpy(m) for m in maps])):
+                fit_cam_boxes([torch.from_numpy(m) for m in maps])):
         for a, b in zip(got, want):
             for x, y in zip(a, b):
                 np.testing.assert_array_equal(x, y)
     # float32 tensors are widened to float64 exactly.
     m32 = torch.from_numpy(maps[0]).float()
-    for a, b in zip(
-            fit_cam_boxes_with_thresholds(m32),
-            fit_cam_boxes_with_thresholds(m32.numpy())):
+    for a, b in zip(fit_one(m32), fit_one(m32.numpy())):
         np.testing.assert_array_equal(a, b)
     # A padded batch without valid_hw uses the whole padded maps.
-    full = fit_cam_boxes_batched(padded[:3])
-    for a, b in zip(full, fit_cam_boxes_batched(list(padded[:3]))):
+    full = fit_cam_boxes(padded[:3])
+    for a, b in zip(full, fit_cam_boxes(list(padded[:3]))):
         np.testing.assert_array_equal(a.boxes, b.boxes)
 
 
 # --------------------------------------------------------------------------
 # Cell -> pixel scaling, bad input.
 # --------------------------------------------------------------------------
-def test_scale_boxes_to_image():
+def test_scale_to_image():
     boxes = np.array([[1.0, 2.0, 3.0, 4.0], [-0.5, 10.0, 40.0, 30.0],
                       [0.0, -1.0, 0.5, 0.0]])
+    ih, iw = np.full(3, 300), np.full(3, 400)
     # 400 x 300 image (W x H): a cell is 32 * 300 / 576 = 16.6667 pixels.
-    out = scale_boxes_to_image(boxes, width=400, height=300)
+    out = _scale_to_image(boxes, ih, iw, cam_scale=576, stride=32)
     c = 32 * 300 / 576
     np.testing.assert_allclose(out, [[c, 2 * c, 3 * c, 4 * c],
                                      [0, 10 * c, 399, 299], [0, 0, c / 2, 0]])
-    out = scale_boxes_to_image(
-        torch.tensor(boxes), 400, 300, cam_scale=288, stride=16)
+    out = _scale_to_image(boxes, ih, iw, cam_scale=288, stride=16)
     np.testing.assert_allclose(out[0], [c, 2 * c, 3 * c, 4 * c])
+    # each box by its own image: the second in a 100 x 50 (W x H) one, its
+    # cell 32 * 50 / 576 px, clipped to that image's 99 and 49
+    out = _scale_to_image(boxes[:2], np.array([300, 50]), np.array([400, 100]),
+                          576, 32)
+    np.testing.assert_allclose(out[0], [c, 2 * c, 3 * c, 4 * c])
+    np.testing.assert_allclose(out[1], [0, 10 * 32 * 50 / 576, 99, 49])
 
 
 def test_parameter_boundaries_and_pass_through():
     """Boundary values are accepted, a single threshold may be a number, and
-    every option of the one-map function reaches the fitting."""
+    every option reaches the fitting."""
     rng = np.random.default_rng(8)
     cam = smooth_cam(rng, 12, 15)
     # bias + min(thresholds) == 0 still keeps every weight positive
     assert_same(
-        fit_cam_boxes_with_thresholds(cam, thresholds=(-0.22, 0.4)),
+        fit_one(cam, thresholds=(-0.22, 0.4)),
         reference_fit(cam, thresholds=(-0.22, 0.4)),
         atol=1e-9)
     # nms_iou = 1 suppresses only exact duplicates
     assert_same(
-        fit_cam_boxes_with_thresholds(cam, nms_iou=1.0),
-        reference_fit(cam, nms_iou=1.0),
-        atol=1e-9)
+        fit_one(cam, nms_iou=1.0), reference_fit(cam, nms_iou=1.0), atol=1e-9)
     for a, b in zip(
-            fit_cam_boxes_with_thresholds(cam, thresholds=0.3),
-            fit_cam_boxes_with_thresholds(cam, thresholds=[0.3])):
+            fit_one(cam, thresholds=0.3), fit_one(cam, thresholds=[0.3])):
         np.testing.assert_array_equal(a, b)
     # bias, cam_scale and stride of the one-map function (576 x 720 image
     # at scale 288 with stride 16: an 18 x 23 grid, here its 12 x 15 part)
     options = dict(bias=0.5, cam_scale=288, stride=16)
-    got = fit_cam_boxes_with_thresholds(
-        cam, image_hw=(576, 720), nms_iou=None, **options)
+    got = fit_one(cam, image_hw=(576, 720), nms_iou=None, **options)
     assert_same(
         got,
         reference_fit(cam, image_hw=(576, 720), nms_iou=None, **options),
@@ -569,33 +477,33 @@ def test_nms_of_empty_boxes_without_offset():
 
 
 def test_padded_batch_shapes_and_valid_sizes():
-    one = fit_cam_boxes_batched(np.full((1, 1, 1), 0.5))
+    one = fit_cam_boxes(np.full((1, 1, 1), 0.5))
     np.testing.assert_array_equal(one[0].boxes, [[0, 0, 1, 1]])
     with pytest.raises(
             ValueError,
             match=r'non-empty \(N, H, W\) array, '
             r'got shape \(4, 4\)'):
-        fit_cam_boxes_batched(np.zeros((4, 4)))
+        fit_cam_boxes(np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r'got shape \(0, 3, 3\)'):
-        fit_cam_boxes_batched(np.zeros((0, 3, 3)))
+        fit_cam_boxes(np.zeros((0, 3, 3)))
     batch = np.zeros((2, 3, 3))
     for hw in ([[3, 3]], [[0, 3], [3, 3]], [[2.5, 3], [3, 3]]):
         with pytest.raises(
                 ValueError,
                 match=r'valid_hw must hold 2 integer '
                 r'\(h, w\) pairs within 1..\(3, 3\)'):
-            fit_cam_boxes_batched(batch, valid_hw=hw)
+            fit_cam_boxes(batch, valid_hw=hw)
     with pytest.raises(
             ValueError,
             match=r'^valid_hw is only for a padded '
             r'\(N, H, W\) batch$'):
-        fit_cam_boxes_batched([batch[0]], valid_hw=[[3, 3]])
+        fit_cam_boxes([batch[0]], valid_hw=[[3, 3]])
     with pytest.raises(ValueError, match='^no maps given$'):
-        fit_cam_boxes_batched([])
+        fit_cam_boxes([])
     with pytest.raises(ValueError, match=r'bias \+ min\(thresholds\) must'):
-        fit_cam_boxes(batch[0], thresholds=(-0.5, ), bias=0.22)
+        fit_one(batch[0], thresholds=(-0.5, ), bias=0.22)
     with pytest.raises(ValueError, match=r'nms_iou must be in \(0, 1\]'):
-        fit_cam_boxes(batch[0], nms_iou=1.5)
+        fit_one(batch[0], nms_iou=1.5)
 
 
 def test_bad_input_raises_clear_errors():
@@ -603,31 +511,31 @@ def test_bad_input_raises_clear_errors():
     bad = good.copy()
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match='map 1 holds NaN'):
-        fit_cam_boxes_batched([good, bad, good])
+        fit_cam_boxes([good, bad, good])
     with pytest.raises(ValueError, match='map 0 holds NaN'):
-        fit_cam_boxes(np.full((2, 2), np.inf))
+        fit_one(np.full((2, 2), np.inf))
     with pytest.raises(ValueError, match='2-D'):
-        fit_cam_boxes(np.zeros((2, 2, 2)))
+        fit_one(np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match='2-D'):
-        fit_cam_boxes(np.zeros((0, 3)))
+        fit_one(np.zeros((0, 3)))
     with pytest.raises(ValueError, match='no maps'):
-        fit_cam_boxes_batched([])
+        fit_cam_boxes([])
     with pytest.raises(ValueError, match='valid_hw'):
-        fit_cam_boxes_batched(np.zeros((2, 3, 3)), valid_hw=[[3, 4], [1, 1]])
+        fit_cam_boxes(np.zeros((2, 3, 3)), valid_hw=[[3, 4], [1, 1]])
     with pytest.raises(ValueError, match='valid_hw'):
-        fit_cam_boxes_batched([good], valid_hw=[[4, 4]])
+        fit_cam_boxes([good], valid_hw=[[4, 4]])
     with pytest.raises(ValueError, match='thresholds'):
-        fit_cam_boxes(good, thresholds=())
+        fit_one(good, thresholds=())
     with pytest.raises(ValueError, match='bias'):
-        fit_cam_boxes(good, thresholds=(-0.5, ), bias=0.22)
+        fit_one(good, thresholds=(-0.5, ), bias=0.22)
     with pytest.raises(ValueError, match='max_per_threshold'):
-        fit_cam_boxes(good, max_per_threshold=0)
+        fit_one(good, max_per_threshold=0)
     with pytest.raises(ValueError, match='min_area_ratio'):
-        fit_cam_boxes(good, min_area_ratio=1.5)
+        fit_one(good, min_area_ratio=1.5)
     with pytest.raises(ValueError, match='nms_iou'):
-        fit_cam_boxes(good, nms_iou=0.0)
+        fit_one(good, nms_iou=0.0)
     with pytest.raises(ValueError, match='image_hw'):
-        fit_cam_boxes_batched([good], image_hw=[[0, 10]])
+        fit_cam_boxes([good], image_hw=[[0, 10]])
     # a 1 x 1 image is valid: every box clipped to its one pixel
-    boxes, _ = fit_cam_boxes(good, image_hw=(1, 1))
+    boxes, *_ = fit_one(good, image_hw=(1, 1))
     np.testing.assert_array_equal(boxes, [[0, 0, 0, 0]])

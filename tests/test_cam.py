@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.box_fitting import fit_one
 
-from projects.dap.dap.models.box_fitting import (FALLBACK_THRESHOLD,
-                                                 fit_cam_boxes,
-                                                 fit_cam_boxes_with_thresholds)
+from projects.dap.dap.models.box_fitting import FALLBACK_THRESHOLD
 from projects.dap.dap.models.cam import (CAMExtractor, compute_cam, fuse_cams,
                                          normalize_cam, resized_size)
 
@@ -110,7 +109,7 @@ def test_normalize_cam():
 
 def test_constant_cam_gives_the_whole_map_box():
     cam = normalize_cam(torch.full((5, 7), 3.0))
-    boxes, scores = fit_cam_boxes(cam)
+    boxes, scores, _ = fit_one(cam)
     np.testing.assert_array_equal(boxes, [[0, 0, 7, 5]])
     np.testing.assert_array_equal(scores, [1])
     # Through the extractor: a classifier whose features are constant.
@@ -119,7 +118,7 @@ def test_constant_cam_gives_the_whole_map_box():
     image = torch.randint(0, 255, (3, 70, 100), dtype=torch.uint8)
     fused = extractor([image], [0])[0]
     assert torch.equal(fused, torch.zeros(4, 6))
-    res = fit_cam_boxes_with_thresholds(fused)
+    res = fit_one(fused)
     np.testing.assert_array_equal(res.boxes, [[0, 0, 6, 4]])
     np.testing.assert_array_equal(res.thresholds, [FALLBACK_THRESHOLD])
 
@@ -312,7 +311,7 @@ def test_bright_blob_gives_a_box_around_it():
     cam = extractor([image], [0])[0]
     # 576-scale grid: 576 x 864 pixels, 18 x 27 cells of 32 pixels.
     assert cam.shape == (18, 27)
-    res = fit_cam_boxes_with_thresholds(cam, image_hw=(200, 300))
+    res = fit_one(cam, image_hw=(200, 300))
     gt = np.array([100, 50, 250, 150])
     best = res.boxes[0]
     iw = min(best[2], gt[2]) - max(best[0], gt[0])
@@ -326,8 +325,7 @@ def test_bright_blob_gives_a_box_around_it():
                                atol=11.2)
     # Class 1 (negative brightness): the blob is dark, its surroundings
     # bright, so no box is the blob.
-    neg = fit_cam_boxes_with_thresholds(
-        extractor([image], [1])[0], image_hw=(200, 300))
+    neg = fit_one(extractor([image], [1])[0], image_hw=(200, 300))
     assert not np.allclose(neg.boxes[0], best, atol=20)
 
 
@@ -337,7 +335,7 @@ def test_synthetic_feature_blob_through_compute_cam():
     feat[0, 1] = torch.rand(18, 24)  # channel 1 is ignored by class 1
     weight = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     cam = normalize_cam(compute_cam(feat, weight, torch.zeros(2), [1]))[0]
-    boxes, _ = fit_cam_boxes(cam)
+    boxes, *_ = fit_one(cam)
     # One uniform blob: columns 10..15 and rows 5..9 have means 12.5 and 7,
     # so the box centre is (13, 7.5); sizes sqrt(6^2 - 1), sqrt(5^2 - 1).
     w, h = 35**0.5, 24**0.5

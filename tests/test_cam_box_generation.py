@@ -3,7 +3,7 @@
 Generated ImageNet-style data (class folders + meta/train.txt, including
 every kind of bad input) and a random-init ResNet-18 classifier saved to a
 tmp dir; small CAM scales (64, 128) keep it fast.  Checks: a valid box file
-with the right metadata, parity with per-image CAMs + ``fit_cam_boxes``,
+with the right metadata, parity with per-image CAMs + box fitting,
 2 ranks (torchrun, mpirun and the Slurm script) == 1 rank, the configs'
 ``IndexedImageNet`` == mmpretrain's ``ImageNet`` (same box file),
 kill-and-resume == uninterrupted, refusal of mismatched reruns, clear
@@ -264,7 +264,8 @@ def test_indexed_dataset_gives_mmpretrains_box_file(workspace, base_run):
 
 
 def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
-    """Batched generation == CAM of one image at a time + fit_cam_boxes."""
+    """Batched generation == CAM of one image at a time + fitting."""
+    from helpers.box_fitting import fit_one
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
@@ -272,8 +273,6 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
     import projects.dap.dap  # noqa: F401 (registers the modules)
     from projects.dap.dap.datasets.box_file import PseudoBoxFile
     from projects.dap.dap.datasets.image_decoding import decode_image
-    from projects.dap.dap.models.box_fitting import \
-        fit_cam_boxes_with_thresholds
 
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(workspace['cfg'])
@@ -291,7 +290,7 @@ def test_glue_matches_per_image_cams_and_fit(workspace, base_run):
             img, (h, w) = decode_image(data)
             tensor = torch.from_numpy(img.transpose(2, 0, 1).copy())
             cam = model.compute_cams([tensor], [int(boxes.labels[i])])[0]
-            ref = fit_cam_boxes_with_thresholds(
+            ref = fit_one(
                 cam.float().numpy(), image_hw=(h, w), cam_scale=128, stride=32)
             b, s, t = boxes.boxes_of(i)
             np.testing.assert_array_equal(b, ref.boxes.astype(np.float32))

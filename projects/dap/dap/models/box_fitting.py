@@ -46,7 +46,7 @@ weighted moments of each kept rectangle are summed over the runs it holds
 from row-wise prefix sums.  A map's result does not depend on the other
 maps of the batch, bit for bit.
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -359,26 +359,22 @@ def _raw_boxes(maps: List[np.ndarray], thr: np.ndarray, bias: float,
     return img[order], tidx[order], boxes[order], constant
 
 
-def scale_boxes_to_image(boxes: ArrayLike,
-                         width: int,
-                         height: int,
-                         cam_scale: int = 576,
-                         stride: int = 32) -> np.ndarray:
-    """CAM cells -> original image pixels (reference step 9).
+def _scale_to_image(boxes: np.ndarray, ih: np.ndarray, iw: np.ndarray,
+                    cam_scale: int, stride: int) -> np.ndarray:
+    """CAM cells -> original image pixels (reference step 9), per box.
 
     A cell of the ``cam_scale`` grid spans ``stride`` pixels of the image
     resized to short side ``cam_scale``, i.e. ``stride * min(W, H) /
     cam_scale`` original pixels.  x is clipped to ``[0, W - 1]`` and y to
-    ``[0, H - 1]`` like the original.
+    ``[0, H - 1]`` like the original.  ``ih``/``iw``: each box's image.
     """
-    boxes = _to_numpy(boxes).reshape(-1, 4) * (
-        stride * min(width, height) / cam_scale)
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width - 1)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height - 1)
+    boxes = boxes * (stride * np.minimum(ih, iw) / cam_scale)[:, None]
+    boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, (iw - 1)[:, None])
+    boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, (ih - 1)[:, None])
     return boxes
 
 
-def fit_cam_boxes_batched(
+def fit_cam_boxes(
     cams: Union[ArrayLike, Sequence[ArrayLike]],
     valid_hw: Optional[ArrayLike] = None,
     thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5),
@@ -390,21 +386,34 @@ def fit_cam_boxes_batched(
     cam_scale: int = 576,
     stride: int = 32,
 ) -> List[CamBoxes]:
-    """:func:`fit_cam_boxes_with_thresholds` for many maps at once.
+    """Boxes, scores and the threshold that produced each box, per map.
 
     Args:
-        cams: a list of 2-D maps of any sizes, or a padded (N, H, W) batch
-            whose valid top-left regions are given by ``valid_hw``.
+        cams: a list of fused 2-D maps (torch or numpy) of any sizes, or a
+            padded (N, H, W) batch whose valid top-left regions are given
+            by ``valid_hw``.
         valid_hw: (N, 2) valid (height, width) per map of a padded batch;
             default: the whole map.
+        thresholds: binarisation thresholds, used in the given order.
+        bias: added to the map to weight the moments.
+        max_per_threshold: at most this many components per threshold.
+        min_area_ratio: keep components whose bounding-rectangle area is at
+            least this fraction of the largest one's.
+        nms_iou: NMS IoU (see the module docstring); ``None`` returns the
+            raw boxes.
         image_hw: optional (N, 2) original image (height, width).  When
-            given, boxes are scaled to image pixels and clipped
-            (:func:`scale_boxes_to_image`) *before* scoring and NMS, which
-            is the order of the original (steps 9 then 10).
-        others: see :func:`fit_cam_boxes_with_thresholds`.
+            given, boxes are scaled to image pixels and clipped *before*
+            scoring and NMS, which is the order of the original (steps 9
+            then 10); then they are exactly the original's boxes.
+        cam_scale, stride: the CAM grid's image short side and its cell
+            size in pixels of that image (a cell is ``stride * min(H, W) /
+            cam_scale`` original pixels).
 
     Returns:
-        One :class:`CamBoxes` per map, identical to fitting it alone.
+        One :class:`CamBoxes` per map, in CAM-cell units (cell ``i`` spans
+        ``[i, i + 1]``) or pixels with ``image_hw``, in the original's order
+        (threshold by threshold, then rectangle area descending), identical
+        to fitting the map alone.
     """
     thr = _check_params(thresholds, bias, max_per_threshold, min_area_ratio,
                         nms_iou)
@@ -435,10 +444,8 @@ def fit_cam_boxes_batched(
         if ihw.shape[0] != num or (ihw < 1).any():
             raise ValueError(f'image_hw must hold {num} positive (h, w) '
                              f'pairs, got {image_hw!r}')
-        ih, iw = ihw[img, 0], ihw[img, 1]
-        boxes = boxes * (stride * np.minimum(ih, iw) / cam_scale)[:, None]
-        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, (iw - 1)[:, None])
-        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, (ih - 1)[:, None])
+        boxes = _scale_to_image(boxes, ihw[img, 0], ihw[img, 1], cam_scale,
+                                stride)
 
     # Scores relative to the first raw box of each image.  Clipping to the
     # image can make that box empty (up to rounding): then use the image's
@@ -517,67 +524,3 @@ def _batched_nms(img: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
             keep[j[keep[i]]] = False
     # ``img`` is sorted, so the raw order per image is the flat order
     return np.sort(order[keep])
-
-
-def fit_cam_boxes_with_thresholds(
-    cam: ArrayLike,
-    thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5),
-    bias: float = 0.22,
-    max_per_threshold: int = 4,
-    min_area_ratio: float = 0.5,
-    nms_iou: Optional[float] = 0.8,
-    image_hw: Optional[Tuple[int, int]] = None,
-    cam_scale: int = 576,
-    stride: int = 32,
-) -> CamBoxes:
-    """Boxes, scores and the threshold that produced each box, for one map.
-
-    Args:
-        cam: fused 2-D map (H, W), torch tensor or numpy array.
-        thresholds: binarisation thresholds, used in the given order.
-        bias: added to the map to weight the moments.
-        max_per_threshold: at most this many components per threshold.
-        min_area_ratio: keep components whose bounding-rectangle area is at
-            least this fraction of the largest one's.
-        nms_iou: NMS IoU (see the module docstring); ``None`` returns the
-            raw boxes.
-        image_hw: optional original image (height, width): scale and clip
-            the boxes to pixels before scoring/NMS, like the original.
-        cam_scale, stride: see :func:`scale_boxes_to_image`.
-
-    Returns:
-        :class:`CamBoxes` in CAM-cell units (or pixels with ``image_hw``),
-        in the original's order (threshold by threshold, then rectangle area
-        descending), with and without NMS.
-    """
-    return fit_cam_boxes_batched(
-        [cam],
-        thresholds=thresholds,
-        bias=bias,
-        max_per_threshold=max_per_threshold,
-        min_area_ratio=min_area_ratio,
-        nms_iou=nms_iou,
-        image_hw=None if image_hw is None else [image_hw],
-        cam_scale=cam_scale,
-        stride=stride)[0]
-
-
-def fit_cam_boxes(
-    cam: ArrayLike,
-    thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5),
-    bias: float = 0.22,
-    max_per_threshold: int = 4,
-    min_area_ratio: float = 0.5,
-    nms_iou: Optional[float] = 0.8,
-    image_hw: Optional[Tuple[int, int]] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Pseudo boxes of one fused CAM: ``(boxes (K, 4) xyxy, scores (K,))``.
-
-    Boxes are in CAM-cell units (cell ``i`` spans ``[i, i + 1]``), or in
-    pixels of the original image with ``image_hw`` (then exactly the
-    original's boxes); see :func:`fit_cam_boxes_with_thresholds`.
-    """
-    res = fit_cam_boxes_with_thresholds(cam, thresholds, bias,
-                                        max_per_threshold, min_area_ratio,
-                                        nms_iou, image_hw)
-    return res.boxes, res.scores

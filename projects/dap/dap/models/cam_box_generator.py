@@ -7,7 +7,7 @@ original images (:class:`~projects.dap.dap.datasets.LoadImageForCAM`),
 computes the fused GT-class CAMs of a batch
 (:class:`~projects.dap.dap.models.cam.CAMExtractor`) and fits boxes to all of
 them at once
-(:func:`~projects.dap.dap.models.box_fitting.fit_cam_boxes_batched`).  Every
+(:func:`~projects.dap.dap.models.box_fitting.fit_cam_boxes`).  Every
 parameter of the original algorithm is an argument whose default is the
 original value.
 """
@@ -22,7 +22,7 @@ from mmpretrain.registry import MODELS
 from ..datasets.box_file import file_sha256
 from ..utils import load_checkpoint_safely
 from ..utils.plain_data import plain_data
-from .box_fitting import fit_cam_boxes_batched
+from .box_fitting import fit_cam_boxes
 from .cam import IMAGENET_MEAN, IMAGENET_STD, CAMExtractor
 
 
@@ -249,12 +249,11 @@ class CAMBoxGenerator(BaseModel):
         cams = self.compute_cams(images, labels)
         if not todo:
             return list(data_samples)
-        results = fit_cam_boxes_batched(
-            [cam.float().cpu().numpy() for cam in cams],
-            image_hw=np.asarray(image_hw, dtype=np.int64),
-            cam_scale=self.fusion_scale,
-            stride=self.stride,
-            **self.fit_cfg)
+        results = fit_cam_boxes([cam.float().cpu().numpy() for cam in cams],
+                                image_hw=np.asarray(image_hw, dtype=np.int64),
+                                cam_scale=self.fusion_scale,
+                                stride=self.stride,
+                                **self.fit_cfg)
         for i, res in zip(todo, results):
             sample = data_samples[i]
             sample.set_field(res.boxes.astype(np.float32), 'pred_boxes')
