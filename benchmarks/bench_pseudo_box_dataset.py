@@ -1,6 +1,6 @@
 """Start-up, memory and access cost of ImageNetPseudoBoxDataset: 10k vs 14M.
 
-Generates two simulated pseudo-box files (with ``write_box_file``):
+Generates two simulated pseudo-box files (with the box-file writer):
 ImageNet-22K-sized (14,197,122 images, 21841
 classes, 1-3 boxes per image, 0.01% failed) and a 10k one, plus their
 mmpretrain-format image lists.  Each measurement runs in a fresh
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -79,7 +80,9 @@ def simulated_list(n: int, seed: int = 0):
 
 def generate(root: str, n: int, seed: int = 0) -> None:
     """meta/train.txt and pseudo_boxes/boxes.dapbox for n images."""
-    from projects.dap.dap import write_box_file
+    from projects.dap.dap.datasets.box_file.writer import (encode_keys,
+                                                           encode_reasons,
+                                                           write_arrays)
     box_path = osp.join(root, 'pseudo_boxes', 'boxes.dapbox')
     if osp.exists(osp.join(box_path, 'meta.json')):
         return
@@ -104,18 +107,23 @@ def generate(root: str, n: int, seed: int = 0) -> None:
     boxes = np.concatenate([x1y1, x2y2], 1)
     scores = rng.random(m, dtype=np.float32)
     thresholds = np.full(m, 0.2, np.float32)
-    cuts = offsets[1:-1]  # per-image views of the simulated arrays
-    write_box_file(
-        box_path,
-        keys,
-        sizes,
-        labels,
-        np.split(boxes, cuts),
-        np.split(scores, cuts),
-        np.split(thresholds, cuts),
-        dict(num_classes=NUM_CLASSES),
-        failed={int(i): 'simulated failure'
-                for i in failed})
+    # The arrays as they are: writer.write_arrays is write_box_file's core
+    # (and the merge's), which checks and writes them without per-image
+    # copies (14M per-image views would take ~14 GB).
+    failed = np.sort(failed).astype(np.int64)
+    arrays = dict(
+        keys=encode_keys(keys),
+        sizes=sizes.astype('<i4'),
+        labels=labels.astype('<i8'),
+        offsets=offsets.astype('<i8'),
+        status=status,
+        boxes=boxes,
+        scores=scores,
+        thresholds=thresholds,
+        failed_indices=failed,
+        failed_reasons=encode_reasons(['simulated failure'] * failed.size))
+    write_arrays(
+        Path(box_path), arrays, dict(num_classes=NUM_CLASSES), overwrite=False)
     print(
         f'  generated {n} images, {m} boxes in '
         f'{time.perf_counter() - start:.1f} s -> {root}',
