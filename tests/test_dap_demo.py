@@ -358,3 +358,45 @@ def test_stage_runs_once_per_hash_of_its_inputs(tmp_path, capsys):
     # an unfinished stage (no marker) runs again
     os.remove(osp.join(folder, '.stage.json'))
     assert run_stage(folder, '[one]', dict(cfg=2), work)['n'] == 3
+
+
+def test_demo_configs_fill_paths_and_apply_the_preset():
+    from projects.dap.dap.demo import DemoConfigs, load_preset
+    quick = DemoConfigs(REPO, load_preset(REPO, 'quick'))
+    few = quick.build('finetune_dap_fewshot', '/d/voc/',
+                      {'load_from': '/w/dap.pth'})
+    assert few.load_from == '/w/dap.pth'
+    assert few.train_dataloader.dataset.data_root == '/d/voc/'
+    assert few.test_dataloader.dataset.data_root == '/d/voc/'
+    assert few.fewshot.min_iters == 6  # the preset's floor, not 128
+    assert few.train_cfg.max_epochs == 1  # train_length.finetune
+    full = quick.build('finetune_cls', '/d/voc/')
+    assert full.get('fewshot') is None and full.train_cfg.max_epochs == 1
+    cam = quick.build('cam', '/d/in')  # no train length for step 2
+    assert cam.test_dataloader.dataset.data_root == '/d/in'
+    assert list(quick.built) == ['finetune_dap_fewshot', 'finetune_cls', 'cam']
+    assert quick.built['cam'] is cam
+    default = DemoConfigs(REPO, load_preset(REPO, 'default'))
+    cls = default.build('classifier', '/d/in')
+    assert cls.train_cfg.max_epochs == cls.param_scheduler[1].T_max == 12
+    few = default.build('finetune_cls_fewshot', '/d/')
+    assert few.fewshot.min_iters == 128
+
+
+def test_pipeline_times_stages_and_logs_tools(tmp_path, monkeypatch):
+    from projects.dap.dap.demo import stages
+    monkeypatch.setenv('OMP_WAIT_POLICY', 'ACTIVE')
+    env = stages.tool_env('/repo', threads=3)
+    assert env['PYTHONPATH'].split(os.pathsep)[0] == '/repo'
+    assert env['OMP_NUM_THREADS'] == env['MKL_NUM_THREADS'] == '3'
+    assert env['OMP_WAIT_POLICY'] == 'ACTIVE'  # the caller's choice wins
+    pipe = stages.Pipeline(str(tmp_path / 'work'), REPO)
+    assert osp.isdir(tmp_path / 'work' / 'logs')
+    out = pipe.stage('step2_pseudo_boxes', '[two]', {}, lambda f: dict(f=f))
+    assert out['f'] == str(tmp_path / 'work' / 'step2_pseudo_boxes')
+    assert list(pipe.timings) == ['pseudo_boxes']
+    code = 'import os, sys; print(os.environ["OMP_NUM_THREADS"]); sys.exit(3)'
+    with pytest.raises(stages.ToolError, match='exited with 3'):
+        pipe.tool('probe', ['-c', code])
+    log = (tmp_path / 'work' / 'logs' / 'probe.log').read_text()
+    assert log.splitlines()[-1] == str(os.cpu_count())

@@ -75,7 +75,7 @@ def draw_cam_examples(box_file: str,
     from mmpretrain.registry import MODELS
     from PIL import Image
 
-    from ..box_file import PseudoBoxFile
+    from .. import PseudoBoxFile
 
     cfg = Config.fromfile(cam_config)
     model_cfg = cfg.model.copy()

@@ -1,5 +1,6 @@
 """The demo's stage engine: a stage runs once per hash of its inputs, and
-each of its tools runs as a subprocess with a progress bar.
+each of its tools runs as a subprocess with a progress bar; a
+:class:`Pipeline` runs the stages in one work dir and times them.
 
 A finished stage leaves ``{folder}/.stage.json`` with the hash of what
 decides its result (its config, options, the upstream stages' hashes) and
@@ -83,6 +84,48 @@ def run_tool(args: Sequence[str],
             tail = ''.join(f.readlines()[-40:])
         raise ToolError(f'{" ".join(cmd)} exited with {proc.returncode} '
                         f'(log: {log_file}):\n{tail}')
+
+
+def tool_env(repo: str, threads: int = 0) -> Dict[str, str]:
+    """The environment of a tool: ``repo`` importable and ``threads``
+    (default: every CPU) OpenMP / MKL threads."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = repo + os.pathsep + env.get('PYTHONPATH', '')
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        env[var] = str(threads or os.cpu_count() or 1)
+    # spinning OpenMP threads starve each other on a busy machine
+    env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+    return env
+
+
+class Pipeline:
+    """Stages in folders of ``work_dir``, the project's tools run from
+    ``repo``, their logs in ``{work_dir}/logs``; :attr:`timings` holds each
+    stage's wall time under its folder's name without the step
+    (``step1_classifier``: ``classifier``)."""
+
+    def __init__(self, work_dir: str, repo: str) -> None:
+        self.work_dir, self.repo = work_dir, repo
+        self.logs = osp.join(work_dir, 'logs')
+        self.timings: Dict[str, float] = {}
+        os.makedirs(self.logs, exist_ok=True)
+
+    def stage(self, folder: str, title: str, inputs: object,
+              work: Callable[[str], dict]) -> dict:
+        """:func:`run_stage` in ``{work_dir}/{folder}``, timed."""
+        start = time.time()
+        result = run_stage(
+            osp.join(self.work_dir, folder), title, inputs, work)
+        self.timings[folder.split('_', 1)[1]] = time.time() - start
+        return result
+
+    def tool(self,
+             name: str,
+             args: Sequence[str],
+             bar: Optional[ProgressBar] = None) -> None:
+        """:func:`run_tool` with its log in ``logs/{name}.log``."""
+        run_tool(args, osp.join(self.logs, f'{name}.log'), self.repo,
+                 tool_env(self.repo), bar)
 
 
 def last_metric(work_dir: str, key: str) -> float:
