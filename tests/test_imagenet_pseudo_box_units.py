@@ -237,3 +237,14 @@ def test_row_reader_errors_are_box_file_errors(tmp_path):
     np.testing.assert_array_equal(rows.rows('boxes', 1, 2), [[0, 0, 2, 2]])
     assert _error(BoxFileError, lambda: rows.rows('boxes', 1, 3)) == (
         f'{path}/boxes.npy: rows 1:3 outside [0, 2]')
+
+
+def test_no_data_list_and_a_subset_with_its_own_metainfo(tmp_path):
+    _files(str(tmp_path), [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]])
+    ds = _build(tmp_path, metainfo=dict(classes=('a', 'b')))
+    assert _error(NotImplementedError, ds.load_data_list) == (
+        f'{NAME} keeps no data list (it would not fit for ImageNet-22K); '
+        'use len() and get_data_info(i)')
+    sub = ds.get_subset([2, 0])
+    assert [sub.get_data_info(i)['img_id'] for i in range(2)] == [2, 0]
+    assert sub.metainfo == dict(classes=('a', 'b'))
