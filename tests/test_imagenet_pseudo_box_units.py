@@ -1,14 +1,17 @@
 """ImageNetPseudoBoxDataset on tiny hand-written box files: exact samples,
 messages and logs (no images are read: ``get_data_info`` needs none)."""
 import logging
+import os
 import os.path as osp
+import pickle
 import warnings
 
 import numpy as np
 import pytest
 from mmengine.logging import MMLogger
 
-from projects.dap.dap import BoxFileError, PseudoBoxFile, write_box_file
+from projects.dap.dap import (BoxFileError, PseudoBoxFile,
+                              image_list_fingerprint, write_box_file)
 from projects.dap.dap.datasets import ImageNetPseudoBoxDataset
 from projects.dap.dap.datasets import imagenet_pseudo_box as ipb
 
@@ -42,11 +45,9 @@ def _files(root, boxes, scores=None, labels=None, failed=(), num_classes=2):
 
 def _build(root, **kwargs):
     kwargs.setdefault('data_prefix', dict(img='img/'))
+    kwargs.setdefault('ann_file', 'train.txt')
     return ImageNetPseudoBoxDataset(
-        data_root=str(root),
-        ann_file='train.txt',
-        box_file='boxes.dapbox',
-        **kwargs)
+        data_root=str(root), box_file='boxes.dapbox', **kwargs)
 
 
 def _logged(fn):
@@ -248,3 +249,39 @@ def test_no_data_list_and_a_subset_with_its_own_metainfo(tmp_path):
     sub = ds.get_subset([2, 0])
     assert [sub.get_data_info(i)['img_id'] for i in range(2)] == [2, 0]
     assert sub.metainfo == dict(classes=('a', 'b'))
+
+
+def test_lazy_dataset_pickles_before_opening_and_keeps_small_boxes(tmp_path):
+    # a dataloader worker may get the dataset before it was opened; the
+    # default min_box_size 0 keeps a box of half a pixel
+    _files(str(tmp_path), [[0, 0, 0.5, 0.5]])
+    clone = pickle.loads(pickle.dumps(_build(tmp_path, lazy_init=True)))
+    assert len(clone) == 1
+    assert clone.get_data_info(0)['instances'] == [
+        dict(bbox=[0., 0., 0.5, 0.5], bbox_label=0, ignore_flag=0)
+    ]
+
+
+def test_class_folders_of_another_count_name_the_folder(tmp_path):
+    keys, path = _files(str(tmp_path), [[0, 0, 1, 1], [0, 0, 2, 2]])
+    for key in keys:
+        os.makedirs(osp.dirname(str(tmp_path / 'img' / key)), exist_ok=True)
+        (tmp_path / 'img' / key).write_bytes(b'')
+    os.makedirs(tmp_path / 'img' / 'c2')  # a third (empty) class folder
+    root = osp.join(str(tmp_path), 'img/')
+    assert _error(BoxFileError, lambda: _build(tmp_path, ann_file='')) == (
+        f'class folders under {root} hold 3 classes but the pseudo-box file '
+        f'{path} has 2')
+
+
+def test_streamed_digest_labels_past_a_byte_and_bad_label_messages():
+    # 257 classes: label 256 needs two bytes
+    digest = ipb._ImageListDigest(2, 257)
+    digest.add(b'a\nb\n', [256, 0], 'list.txt')
+    assert digest.hexdigest() == image_list_fingerprint(['a', 'b'], [256, 0])
+    # the key named is the whole line's key, spaces included
+    assert _error(
+        BoxFileError, lambda: ipb._ImageListDigest(2, 2).
+        add(b'a b.JPEG\nc\n', [5, 0], 'list.txt')) == (
+            "list.txt: image 'a b.JPEG' has label 5, outside the pseudo-box "
+            "file's 2 classes")
