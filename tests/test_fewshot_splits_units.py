@@ -4,6 +4,7 @@ import os
 import os.path as osp
 import tempfile
 
+import numpy as np
 import pytest
 
 from projects.dap.dap.fewshot import splits as S
@@ -198,3 +199,104 @@ def test_read_voc_without_the_list_names_the_expected_layout(tmp_path):
     assert str(err.value) == (
         f'{list_file} not found: VOC_ROOT must be a VOC year folder such as '
         'data/VOCdevkit/VOC2007 with ImageSets/Main/val.txt')
+
+
+def _permuted(seed, c, n):
+    return [int(i) for i in np.random.RandomState([seed, c]).permutation(n)]
+
+
+def test_pass_two_takes_the_image_that_pushes_fewest_other_classes():
+    # shot 1, seed 0; available: class 3 in 1 image (D), class 1 in 2
+    # (C, D), class 2 in 3 (A, B, C), class 0 in 4: classes go 3, 1, 2, 0.
+    # Class 3 takes D (counts 1, 1, 0, 1); class 1 is then done.  Class 2's
+    # candidates A, B, C permuted by [2, 0, 1] are C, A, B; every one has
+    # class 0 (at k), so pass 1 takes none.  Pass 2 counts the *other*
+    # classes each would push above k: C 2 (0 and 1), A 1, B 1, and takes
+    # A, the first of the fewest (not C, the first in order).  Clean-up
+    # keeps A (class 2 has 1) and D (class 1 has 1): only class 0 is over.
+    assert _permuted(0, 2, 3) == [2, 0, 1]
+    image_classes = {'A': [0, 2], 'B': [0, 2], 'C': [0, 1, 2], 'D': [0, 1, 3]}
+    result = S.select_fewshot(image_classes, 4, 1, 0)
+    assert result == dict(
+        images=['A', 'D'],
+        counts=[2, 1, 1, 1],
+        available=[4, 2, 3, 1],
+        under=[],
+        over=[0])
+
+
+def test_clean_up_lowers_a_count_by_one_at_shot_two():
+    # shot 2, seed 0; available: class 2 in 3 images (B, E, F), classes 0
+    # and 1 in 4 each: classes go 2, 0, 1.
+    # Class 2: B, E, F permuted by [2, 0, 1] are F, B, E; pass 1 takes F
+    # (counts 1, 1, 1) and B (1, 1, 2).
+    # Class 0: A, C, D, F permuted by [0, 2, 3, 1] are A, D, F, C; pass 1
+    # takes A (2, 1, 2).
+    # Class 1: C, D, E, F permuted by [1, 2, 0, 3] are D, E, C, F; pass 1
+    # takes none (D and C push class 0, E class 2 above k; F is chosen);
+    # pass 2: each of D, E, C pushes one other class, D is first (3, 2, 2).
+    # Clean-up, latest first: D stays (class 1 has 2), A only adds to class
+    # 0 (3 > 2) and is dropped, so class 0 goes from 3 to 2; B and F stay.
+    assert _permuted(0, 2, 3) == [2, 0, 1]
+    assert _permuted(0, 0, 4) == [0, 2, 3, 1]
+    assert _permuted(0, 1, 4) == [1, 2, 0, 3]
+    image_classes = {
+        'A': [0],
+        'B': [2],
+        'C': [0, 1],
+        'D': [0, 1],
+        'E': [1, 2],
+        'F': [0, 1, 2]
+    }
+    result = S.select_fewshot(image_classes, 3, 2, 0)
+    assert result == dict(
+        images=['B', 'D', 'F'],
+        counts=[2, 2, 2],
+        available=[4, 4, 3],
+        under=[],
+        over=[])
+
+
+def test_coco_annotations_without_id_sort_as_id_zero(tmp_path):
+    # one image, so the split is that image; its annotations are sorted
+    # by id, one without an id as id 0: before id 1 although it comes later
+    # in the json (a stable sort would keep it after id 1 on a tie)
+    data = dict(
+        images=[{
+            'id': 1
+        }],
+        categories=[{
+            'id': 3,
+            'name': 'a'
+        }],
+        annotations=[{
+            'id': 2,
+            'image_id': 1,
+            'category_id': 3
+        }, {
+            'id': 1,
+            'image_id': 1,
+            'category_id': 3
+        }, {
+            'image_id': 1,
+            'category_id': 3
+        }])
+    source = str(tmp_path / 'train.json')
+    with open(source, 'w') as f:
+        json.dump(data, f)
+    S.make_splits(source, [(1, 0)])
+    with open(str(tmp_path / 'train_1shot_seed0.json')) as f:
+        written = json.load(f)
+    assert [a.get('id') for a in written['annotations']] == [None, 1, 2]
+
+
+def test_read_voc_an_empty_name_is_a_clear_error(tmp_path):
+    # <name/> has no text at all (None, not a blank string)
+    source = _voc(str(tmp_path / 'voc'), {'001': []})
+    with open(osp.join(str(tmp_path / 'voc'), 'Annotations', '001.xml'),
+              'w') as f:
+        f.write('<annotation><object><name/></object></annotation>')
+    xml_path = osp.join(str(tmp_path / 'voc'), 'Annotations', '001.xml')
+    with pytest.raises(ValueError) as err:
+        S.read_voc(osp.dirname(osp.dirname(osp.dirname(source))))
+    assert str(err.value) == f'{xml_path}: an object has no <name>'

@@ -477,8 +477,11 @@ def _toy_runner(work_dir, load_from=None, resume=False, max_epochs=1, **cfg):
         load_from=load_from,
         resume=resume,
         default_scope='mmengine',
-        # unique: runners of one process share loggers by experiment name
-        experiment_name=f'{osp.basename(str(work_dir))}_{resume}',
+        # unique per test (the tmp folder) and work dir: runners of one
+        # process share loggers by experiment name, and a shared logger
+        # writes to the first runner's log file
+        experiment_name='_'.join(
+            str(work_dir).split(os.sep)[-2:] + [str(resume)]),
         cfg=dict(cfg))
 
 
