@@ -53,8 +53,10 @@ _WHITESPACE = b' \t\r\n\x0b\x0c'
 class RowDataset:
     """What mmengine's ``BaseDataset`` assumes, for a dataset whose samples
     are rows of on-disk arrays instead of a data list (which would not fit
-    for ImageNet-22K).  The dataset sets ``_length`` in ``full_init`` and
-    restricts itself to ``indices`` in ``_apply_indices``."""
+    for ImageNet-22K).  The dataset sets ``_length`` (its rows) and
+    ``_subset = None`` in ``full_init``; mmengine's ``indices`` then keep
+    some rows (``_subset``: their positions) and :meth:`_position` maps a
+    dataset index to its row."""
 
     def __len__(self) -> int:
         if not self._fully_initialized:
@@ -78,6 +80,24 @@ class RowDataset:
         other._metainfo = copy.deepcopy(self._metainfo)
         other._apply_indices(indices)
         return other
+
+    def _apply_indices(self, indices: Union[int, Sequence[int]]) -> None:
+        """mmengine's ``indices``: an int (first / last n) or positions."""
+        current = (
+            np.arange(self._length, dtype=np.int64)
+            if self._subset is None else self._subset)
+        self._subset = subset_positions(current, indices)
+        self._length = len(self._subset)
+
+    def _position(self, idx: int) -> int:
+        """The row of dataset index ``idx`` (negative: from the end)."""
+        idx = int(idx)
+        if idx < 0:
+            idx += self._length
+        if not 0 <= idx < self._length:
+            raise IndexError(f'index {idx} out of range for '
+                             f'{self._length} images')
+        return idx if self._subset is None else int(self._subset[idx])
 
 
 class ImageListError(ValueError):

@@ -15,7 +15,7 @@ import os.path as osp
 import shutil
 import time
 import weakref
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional
 
 import numpy as np
 from mmengine.dist import barrier, broadcast_object_list, get_dist_info
@@ -28,7 +28,7 @@ from ..utils.progress_log import ProgressLog
 from .image_list import (ImageListError, ImageListIndex, RowDataset,
                          build_ann_index, build_folder_index,
                          default_index_path, find_class_folders,
-                         open_index_if_current, subset_positions)
+                         open_index_if_current)
 
 
 def _cache_index_dir() -> str:
@@ -161,28 +161,12 @@ class _IndexedImageList(RowDataset):
             self._metainfo['classes'] = tuple(folders)
         return index
 
-    def _apply_indices(self, indices: Union[int, Sequence[int]]) -> None:
-        current = (
-            np.arange(self._length, dtype=np.int64)
-            if self._subset is None else self._subset)
-        self._subset = subset_positions(current, indices)
-        self._length = len(self._subset)
-
     # --------------------------------------------------------- per image
-    def _row(self, idx: int) -> int:
-        idx = int(idx)
-        if idx < 0:
-            idx += self._length
-        if not 0 <= idx < self._length:
-            raise IndexError(f'index {idx} out of range for '
-                             f'{self._length} images')
-        return idx if self._subset is None else int(self._subset[idx])
-
     def get_data_info(self, idx: int) -> dict:
         """mmpretrain's sample: ``img_path``, ``gt_label``, ``sample_idx``."""
         if not self._fully_initialized:
             self.full_init()
-        row = self._row(idx)
+        row = self._position(idx)
         key = self._index.key(row).decode('utf-8')
         backend = get_file_backend(self.img_prefix, enable_singleton=True)
         return dict(

@@ -13,7 +13,7 @@ shared by all ranks and workers and the resident set stays flat.
 """
 import logging
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional
 
 import numpy as np
 from mmdet.datasets import BaseDetDataset
@@ -23,7 +23,7 @@ from mmengine.utils import is_abs
 
 from .box_file import BoxFileError, ImageListHasher, PseudoBoxFile
 from .image_list import (FileRows, RowDataset, find_class_folders,
-                         read_ann_blocks, scan_class_folders, subset_positions)
+                         read_ann_blocks, scan_class_folders)
 
 
 class _ImageListDigest:
@@ -257,26 +257,11 @@ class ImageNetPseudoBoxDataset(RowDataset, BaseDetDataset):
             raise BoxFileError(f'image list from {source}: {e}') from None
         return folder_classes
 
-    def _apply_indices(self, indices: Union[int, Sequence[int]]) -> None:
-        """mmengine's ``indices``: an int (first / last n) or positions."""
-        current = (
-            np.arange(self._length, dtype=np.int64)
-            if self._subset is None else self._subset)
-        sub = subset_positions(current, indices)
-        self._subset = sub
-        self._length = len(sub)
-
     # --------------------------------------------------------- per image
     def _box_index(self, idx: int) -> int:
-        """Row of dataset position ``idx`` in the box file."""
-        idx = int(idx)
-        if idx < 0:
-            idx += self._length
-        if not 0 <= idx < self._length:
-            raise IndexError(f'index {idx} out of range for '
-                             f'{self._length} images')
-        if self._subset is not None:
-            idx = int(self._subset[idx])
+        """Row of dataset position ``idx`` in the box file (the failed
+        images, which the dataset's rows leave out, skipped)."""
+        idx = self._position(idx)
         if self._skip.size:
             idx += int(np.searchsorted(self._skip, idx, side='right'))
         return idx
