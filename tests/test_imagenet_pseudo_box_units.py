@@ -285,3 +285,18 @@ def test_streamed_digest_labels_past_a_byte_and_bad_label_messages():
         add(b'a b.JPEG\nc\n', [5, 0], 'list.txt')) == (
             "list.txt: image 'a b.JPEG' has label 5, outside the pseudo-box "
             "file's 2 classes")
+
+
+def test_positional_arguments_reach_mmdet(tmp_path):
+    # BaseDetDataset's own order: ann_file, metainfo, data_root, data_prefix
+    _files(str(tmp_path), [[[1, 2, 11, 12]], [[3, 4, 13, 14]]])
+    ds = ImageNetPseudoBoxDataset(
+        'train.txt',
+        None,
+        str(tmp_path),
+        dict(img='img/'),
+        box_file='boxes.dapbox')
+    assert ds.ann_file == osp.join(str(tmp_path), 'train.txt')
+    assert len(ds) == 2
+    assert ds.get_data_info(1)['img_path'] == osp.join(
+        str(tmp_path), 'img/', 'c1/1.JPEG')
