@@ -2,7 +2,6 @@
 
 ``make_imagenet`` is also used by ``test_dap_configs.py``.
 """
-import logging
 import os
 import os.path as osp
 import pickle
@@ -10,7 +9,7 @@ import pickle
 import cv2
 import numpy as np
 import pytest
-from mmengine.logging import MMLogger
+from helpers.logs import logged
 from mmengine.registry import init_default_scope
 
 from projects.dap.dap import (BoxFileError, PseudoBoxFile,
@@ -112,23 +111,10 @@ def imagenet(tmp_path_factory):
     return root, info
 
 
-def logged(fn):
-    """Messages the mmengine logger gets while ``fn()`` runs."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        result = fn()
-    finally:
-        logger.removeHandler(handler)
-    return result, [r.getMessage() for r in records]
-
-
 def test_samples_equal_box_file_and_failed_are_skipped(imagenet):
     root, info = imagenet
-    ds, messages = logged(lambda: build(root))
+    ds, records = logged(lambda: build(root))
+    messages = [m for _, m in records]
     assert any('7 images' in m and '2 of 9 images failed in step 2' in m
                for m in messages), messages
     box = PseudoBoxFile.open(info['path'])

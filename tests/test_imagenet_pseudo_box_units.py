@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from mmengine.logging import MMLogger
+from helpers.logs import logged
 
 from projects.dap.dap import (BoxFileError, PseudoBoxFile,
                               image_list_fingerprint, write_box_file)
@@ -48,20 +48,6 @@ def _build(root, **kwargs):
     kwargs.setdefault('ann_file', 'train.txt')
     return ImageNetPseudoBoxDataset(
         data_root=str(root), box_file='boxes.dapbox', **kwargs)
-
-
-def _logged(fn):
-    """(result, [(level, message)]) of what the mmengine logger gets."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        result = fn()
-    finally:
-        logger.removeHandler(handler)
-    return result, [(r.levelno, r.getMessage()) for r in records]
 
 
 def _error(cls, fn):
@@ -125,12 +111,12 @@ def test_logs_of_opening(tmp_path):
         str(tmp_path), [[0, 0, 10, 10],
                         np.zeros((0, 4)), [[0, 0, 5, 5], [1, 1, 6, 6]]],
         failed=(1, ))
-    ds, logs = _logged(lambda: _build(tmp_path))
+    ds, logs = logged(lambda: _build(tmp_path))
     assert len(ds) == 2
     assert logs == [(logging.INFO,
                      f'{NAME}: 2 images, 3 pseudo boxes from {path}; 1 of 3 '
                      'images failed in step 2 and are skipped')]
-    ds, logs = _logged(lambda: _build(tmp_path, verify_image_list=False))
+    ds, logs = logged(lambda: _build(tmp_path, verify_image_list=False))
     assert logs[0] == (logging.WARNING,
                        f'{NAME}: verify_image_list=False, the image list is '
                        f'not compared with {path}; its 3 keys are used as '
@@ -194,7 +180,7 @@ def test_max_boxes_keeps_the_highest_scores_ties_by_box_order(tmp_path):
 def test_an_image_without_boxes_is_redrawn_and_warned_once(tmp_path):
     keys, _ = _files(str(tmp_path), [[0, 0, 4, 4], [0, 0, 30, 30]])
     ds = _build(tmp_path, min_box_size=5, pipeline=[])
-    results, logs = _logged(lambda: [ds.prepare_data(0), ds.prepare_data(0)])
+    results, logs = logged(lambda: [ds.prepare_data(0), ds.prepare_data(0)])
     assert results == [None, None]
     assert logs == [(logging.WARNING,
                      f'{NAME}: ' + osp.join(str(tmp_path), 'img/', keys[0]) +
